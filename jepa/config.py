@@ -1,0 +1,427 @@
+"""Configuration of the JEPA-DAAM tokenizer: architecture, Stage 1 and Stage 2 training.
+
+Every number lives here, tagged with its source in ``docs/paper-spec.md`` (section in brackets).
+Two presets are provided:
+
+* ``PAPER``: the paper / reference-code configuration, exact to the parameter (spec §9).
+* ``SMALL``: the spec's reduced CPU configuration (spec §9, "CPU suggestion"). It keeps every
+  mechanism, the strides (hop 9600 = 2.5 Hz), the 128-d latent, FSQ and packing, so the token
+  arithmetic of spec §2 is unchanged; only widths and depths shrink (~3.4M Stage-1 parameters).
+
+Configs are frozen dataclasses. Change a value with ``dataclasses.replace`` or load a YAML/JSON
+file with :func:`load_config`; ``jepa/configs/*.yaml`` hold the presets as files.
+
+Derived quantities (hop length, frame rate, tokens per frame, vocabulary sizes, bitrate) are
+properties computed from the numbers, never typed twice.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+_CONTEXT_MASKING = ("input", "latent")
+_PACK_ORDERS = ("big", "little")
+_MSD_POOLING = ("cumulative", "reference")
+
+
+def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not valid; choose one of {', '.join(map(repr, valid))}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the encoder, predictor, FSQ/packing, decoder and discriminators.
+
+    Attributes (spec section in brackets):
+        sample_rate: audio sample rate in Hz [§2].
+        latent_dim: channels C of the latent z_e [§2].
+        enc_channels: encoder widths: input conv output, then the output of each of the 5
+            EncoderBlocks [§4.1]; len = len(enc_strides) + 1.
+        enc_strides: stride of each EncoderBlock; the hop is their product [§4.1].
+        enc_input_kernel: kernel of the first Conv1d (1 -> enc_channels[0]) [§4.1].
+        enc_resblocks: ResBlock1 units per EncoderBlock; unit i has dilations (1, 3**i, 5**i) [§4.1].
+        enc_resblock_kernel: kernel of the encoder ResBlock1 convs [§4.1].
+        conformer_layers / conformer_heads: encoder Conformer stack at width latent_dim [§4.1].
+        conformer_ff_mult / conformer_conv_kernel / dropout: Conformer internals [§3].
+        use_daam: DAAM gate at the end of every EncoderBlock; False makes it the identity [§10.14].
+        daam_components: K Gaussians per gate [§3.1].
+        daam_alpha_init / daam_nu_init: gate initialisations (alpha, nu = log 0.5) [§3.1].
+        predictor_dim / predictor_layers / predictor_heads: Stage-1 predictor [§4.3].
+        mask_token_std: std of the truncated-normal mask-token init [§4.3].
+        init_std: std of the truncated-normal init of every conv / linear weight [§4.4].
+        context_masking: "input" zeros the audio of masked frames before the context encoder
+            and swaps in the mask token (default, no leak); "latent" reproduces the reference,
+            which masks only the latents (leaks the targets) [§10.2].
+        fsq_levels: FSQ levels; C is split into len(fsq_levels) equal contiguous groups [§5].
+        fsq_temperature: T in z' = tanh(z/T)*T [§5].
+        pack_group: FSQ dims per token G [§6]; pack_order: "big" (paper) or "little" (code) [§10.3].
+        dec_channels: decoder widths: un-projection output, then each upsampling stage [§7.1].
+        dec_strides: upsampling factor of each decoder stage; product equals the hop [§7.1].
+        mrf_kernels / mrf_dilations: MRF ResBlock1 kernels and dilations [§7.1].
+        dec_output_kernel: kernel of the final Conv1d(->1) before tanh [§7.1].
+        weight_norm: weight norm on decoder and discriminator convs (False = reference) [§10.7].
+        mpd_periods / mpd_channels / mpd_kernel / mpd_stride: multi-period discriminator [§7.2].
+        msd_scales: number of MSD sub-discriminators [§7.2].
+        msd_channels / msd_kernels / msd_strides / msd_groups: one MSD sub-discriminator's
+            layers before the post conv [§7.2].
+        msd_pooling: "cumulative" (x1, x2, x4; default) or "reference" (x1, x2, x2) [§10.10].
+        min_input_samples: shortest accepted input (4 hops -> 3 frames) [§10.18].
+    """
+
+    sample_rate: int = 24_000
+    latent_dim: int = 128
+    # Encoder [§4.1]
+    enc_channels: tuple[int, ...] = (64, 128, 256, 384, 512, 512)
+    enc_strides: tuple[int, ...] = (8, 8, 5, 5, 6)
+    enc_input_kernel: int = 7
+    enc_resblocks: int = 8
+    enc_resblock_kernel: int = 3
+    conformer_layers: int = 8
+    conformer_heads: int = 16
+    conformer_ff_mult: int = 4
+    conformer_conv_kernel: int = 31
+    dropout: float = 0.1
+    # DAAM [§3.1]
+    use_daam: bool = True
+    daam_components: int = 4
+    daam_alpha_init: float = 0.05
+    daam_nu_init: float = math.log(0.5)
+    # Predictor, masking [§4.3, §4.4]
+    predictor_dim: int = 256
+    predictor_layers: int = 2
+    predictor_heads: int = 16
+    mask_token_std: float = 0.02
+    init_std: float = 0.02
+    context_masking: str = "input"
+    # FSQ and packing [§5, §6]
+    fsq_levels: tuple[int, ...] = (4, 4, 4, 4)
+    fsq_temperature: float = 1.0
+    pack_group: int = 7
+    pack_order: str = "big"
+    # Decoder [§7.1]
+    dec_channels: tuple[int, ...] = (512, 512, 384, 256, 128, 64)
+    dec_strides: tuple[int, ...] = (6, 5, 5, 8, 8)
+    mrf_kernels: tuple[int, ...] = (3, 7, 11)
+    mrf_dilations: tuple[int, ...] = (1, 3, 5)
+    dec_output_kernel: int = 7
+    weight_norm: bool = True
+    # Discriminators [§7.2]
+    mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    mpd_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)
+    mpd_kernel: int = 5
+    mpd_stride: int = 3
+    msd_scales: int = 3
+    msd_channels: tuple[int, ...] = (16, 64, 256, 1024, 1024, 1024)
+    msd_kernels: tuple[int, ...] = (15, 41, 41, 41, 41, 5)
+    msd_strides: tuple[int, ...] = (1, 4, 4, 4, 4, 1)
+    msd_groups: tuple[int, ...] = (1, 4, 16, 64, 256, 1)
+    msd_pooling: str = "cumulative"
+    # Input validation [§10.18]
+    min_input_samples: int = 38_400
+
+    def __post_init__(self) -> None:
+        _check_choice("context_masking", self.context_masking, _CONTEXT_MASKING)
+        _check_choice("pack_order", self.pack_order, _PACK_ORDERS)
+        _check_choice("msd_pooling", self.msd_pooling, _MSD_POOLING)
+        if len(self.enc_channels) != len(self.enc_strides) + 1:
+            raise ValueError(
+                f"enc_channels needs len(enc_strides)+1 = {len(self.enc_strides) + 1} entries, "
+                f"got {len(self.enc_channels)}: {self.enc_channels}"
+            )
+        if len(self.dec_channels) != len(self.dec_strides) + 1:
+            raise ValueError(
+                f"dec_channels needs len(dec_strides)+1 = {len(self.dec_strides) + 1} entries, "
+                f"got {len(self.dec_channels)}: {self.dec_channels}"
+            )
+        if math.prod(self.dec_strides) != math.prod(self.enc_strides):
+            raise ValueError(
+                f"decoder upsampling {math.prod(self.dec_strides)} (dec_strides={self.dec_strides}) must equal "
+                f"the encoder hop {math.prod(self.enc_strides)} (enc_strides={self.enc_strides})"
+            )
+        if self.latent_dim % len(self.fsq_levels) != 0:
+            raise ValueError(
+                f"latent_dim={self.latent_dim} must split evenly into len(fsq_levels)={len(self.fsq_levels)} groups"
+            )
+        if any(level < 2 for level in self.fsq_levels):
+            raise ValueError(f"every FSQ level must be >= 2, got fsq_levels={self.fsq_levels}")
+        if self.latent_dim % self.conformer_heads != 0:
+            raise ValueError(f"latent_dim={self.latent_dim} is not divisible by conformer_heads={self.conformer_heads}")
+        if self.predictor_dim % self.predictor_heads != 0:
+            raise ValueError(
+                f"predictor_dim={self.predictor_dim} is not divisible by predictor_heads={self.predictor_heads}"
+            )
+        msd_lists = (self.msd_channels, self.msd_kernels, self.msd_strides, self.msd_groups)
+        if len({len(x) for x in msd_lists}) != 1:
+            raise ValueError(
+                "msd_channels, msd_kernels, msd_strides and msd_groups must have equal lengths, got "
+                f"{[len(x) for x in msd_lists]}"
+            )
+        if self.pack_group < 1:
+            raise ValueError(f"pack_group must be >= 1, got {self.pack_group}")
+
+    # ---- derived quantities (spec §2) -------------------------------------------------------
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame: the product of the encoder strides (9600 for PAPER)."""
+        return math.prod(self.enc_strides)
+
+    @property
+    def frame_rate(self) -> float:
+        """Latent frames per second (2.5 Hz for PAPER)."""
+        return self.sample_rate / self.hop_length
+
+    @property
+    def fsq_radices(self) -> tuple[int, ...]:
+        """FSQ level of every latent dim, length latent_dim (128 x 4 for PAPER)."""
+        per_group = self.latent_dim // len(self.fsq_levels)
+        return tuple(level for level in self.fsq_levels for _ in range(per_group))
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """ceil(latent_dim / pack_group): 19 for PAPER."""
+        return -(-self.latent_dim // self.pack_group)
+
+    @property
+    def bits_per_frame(self) -> float:
+        """Exact information per frame, sum of log2 of every FSQ level (256 for PAPER)."""
+        return sum(math.log2(r) for r in self.fsq_radices)
+
+    @property
+    def bitrate(self) -> float:
+        """Nominal bitrate in bit/s: bits_per_frame * frame_rate (640 for PAPER)."""
+        return self.bits_per_frame * self.frame_rate
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    """Stage 1 (JEPA pre-training) hyper-parameters [§4.4, §4.5].
+
+    Attributes:
+        optimizer: only "adamw" is used by the paper.
+        lr / betas / weight_decay: AdamW settings (constant lr, no schedule).
+        steps: optimiser steps (24k in the paper).
+        batch_size: global batch (64 = 32 x 2 GPUs in the paper).
+        crop_seconds: maximum random crop length in seconds.
+        min_collate_samples: collate pads to at least this many samples (4 hops) [§4.5].
+        ema_tau: constant EMA momentum of the target encoder.
+        mask_ratio: fraction of frames targeted by block masking (n_target = floor(ratio*T)).
+        min_span: shortest masked span in frames; the longest is max(4, T // 4).
+        gain_prob / gain_range / noise_prob / noise_std: reference augmentation [§4.5].
+        pred_std_warn: warn when the predictor-output std monitor falls below this.
+        grad_clip: max gradient norm, None = off (not specified by the paper).
+        seed: seed for masks, crops and init.
+        precision: "fp32" on CPU (the paper used FP16 with FP32 DAAM on GPUs).
+    """
+
+    optimizer: str = "adamw"
+    lr: float = 1.5e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 1e-3
+    steps: int = 24_000
+    batch_size: int = 64
+    crop_seconds: float = 15.0
+    min_collate_samples: int = 38_400
+    ema_tau: float = 0.996
+    mask_ratio: float = 0.5
+    min_span: int = 2
+    gain_prob: float = 0.3
+    gain_range: tuple[float, float] = (0.8, 1.2)
+    noise_prob: float = 0.2
+    noise_std: float = 0.001
+    pred_std_warn: float = 0.01
+    grad_clip: float | None = None
+    seed: int = 0
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
+class Stage2Config:
+    """Stage 2 (FSQ + HiFi-GAN decoder) hyper-parameters [§7.3, §7.4, §7.5].
+
+    Attributes:
+        lr_g / lr_d / betas / weight_decay: AdamW for generator and discriminators.
+        steps / batch_size / crop_seconds: training length, global batch, crop length (s).
+        disc_start_step: discriminators update only when step > this (5000).
+        gan_from_step0: True reproduces the reference, whose generator GAN terms are active
+            from step 0; False (default) starts them with the discriminators [§10.11].
+        finetune_encoder: False (default) freezes the encoder (eval mode, no grad) [§7.5].
+        lr_encoder: encoder lr when finetune_encoder is True.
+        lambda_l1 / lambda_stft / lambda_gan / lambda_fm / lambda_sc: loss weights;
+            L_G = l1*L1 + stft*L_STFT + gan*(Adv + lambda_fm*FM_raw), lambda_sc weights the
+            optional spectral-convergence term (0 = off, the reference) [§7.3, §10.9].
+        stft_fft_sizes / stft_hop_sizes: the 5 MR-STFT resolutions (Hann window = n_fft).
+        seed / precision / grad_clip: as in Stage1Config.
+    """
+
+    lr_g: float = 1.5e-4
+    lr_d: float = 0.75e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 1e-3
+    steps: int = 29_000
+    batch_size: int = 16
+    crop_seconds: float = 15.0
+    disc_start_step: int = 5_000
+    gan_from_step0: bool = False
+    finetune_encoder: bool = False
+    lr_encoder: float = 1.5e-4
+    lambda_l1: float = 1.0
+    lambda_stft: float = 2.0
+    lambda_gan: float = 0.1
+    lambda_fm: float = 2.0
+    lambda_sc: float = 0.0
+    stft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    stft_hop_sizes: tuple[int, ...] = (512, 256, 128, 64, 32)
+    grad_clip: float | None = None
+    seed: int = 0
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        if len(self.stft_fft_sizes) != len(self.stft_hop_sizes):
+            raise ValueError(
+                f"stft_fft_sizes {self.stft_fft_sizes} and stft_hop_sizes {self.stft_hop_sizes} differ in length"
+            )
+
+
+@dataclass(frozen=True)
+class JEPADAAMConfig:
+    """A complete experiment: architecture plus both training stages."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    stage1: Stage1Config = field(default_factory=Stage1Config)
+    stage2: Stage2Config = field(default_factory=Stage2Config)
+    name: str = "paper"
+
+
+# ---- presets ----------------------------------------------------------------------------------
+
+PAPER = JEPADAAMConfig(name="paper")
+
+SMALL = JEPADAAMConfig(
+    name="small",
+    model=ModelConfig(
+        enc_channels=(8, 16, 32, 48, 64, 64),
+        enc_resblocks=2,
+        conformer_layers=2,
+        conformer_heads=4,
+        predictor_dim=128,
+        predictor_heads=4,
+        dec_channels=(64, 64, 48, 32, 16, 8),
+        mpd_channels=(8, 16, 32, 64, 64),
+        msd_channels=(8, 16, 32, 64, 64, 64),
+        msd_groups=(1, 2, 4, 8, 16, 1),
+    ),
+    # CPU-sized training: 2-4 s crops (T_z = 4..9), small batches [§9 CPU suggestion, R].
+    stage1=Stage1Config(steps=3_000, batch_size=8, crop_seconds=4.0, lr=5e-4),
+    stage2=Stage2Config(steps=3_000, batch_size=8, crop_seconds=2.0, disc_start_step=1_000, lr_g=5e-4, lr_d=2.5e-4),
+)
+
+SMALL_NO_DAAM = dataclasses.replace(SMALL, name="small_no_daam", model=dataclasses.replace(SMALL.model, use_daam=False))
+
+PRESETS: dict[str, JEPADAAMConfig] = {"paper": PAPER, "small": SMALL, "small_no_daam": SMALL_NO_DAAM}
+
+
+# ---- (de)serialisation --------------------------------------------------------------------------
+
+def config_to_dict(cfg: JEPADAAMConfig) -> dict[str, Any]:
+    """Plain nested dict (lists for tuples) suitable for JSON / YAML."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        return value
+
+    return {
+        "name": cfg.name,
+        **{section: {k: plain(v) for k, v in dataclasses.asdict(getattr(cfg, section)).items()}
+           for section in ("model", "stage1", "stage2")},
+    }
+
+
+def _section_from_dict(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(fields)}")
+    kwargs = {key: _to_tuples(value) for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def _to_tuples(value: Any) -> Any:
+    """Lists (from JSON / YAML) become tuples, recursively, to match the frozen dataclasses."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_to_tuples(v) for v in value)
+    return value
+
+
+def config_from_dict(data: Mapping[str, Any]) -> JEPADAAMConfig:
+    """Inverse of :func:`config_to_dict`; missing keys take the PAPER defaults of their
+    dataclass, unknown keys raise ValueError naming the valid ones."""
+    valid = {"name", "model", "stage1", "stage2"}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ValueError(f"config: unknown top-level key(s) {unknown}; valid keys are {sorted(valid)}")
+    return JEPADAAMConfig(
+        name=str(data.get("name", "custom")),
+        model=_section_from_dict(ModelConfig, data.get("model", {}), "config.model"),
+        stage1=_section_from_dict(Stage1Config, data.get("stage1", {}), "config.stage1"),
+        stage2=_section_from_dict(Stage2Config, data.get("stage2", {}), "config.stage2"),
+    )
+
+
+def save_config(cfg: JEPADAAMConfig, path: str | Path) -> None:
+    """Write `cfg` to `path`: YAML for .yaml/.yml, JSON for .json."""
+    path = Path(path)
+    data = config_to_dict(cfg)
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    elif suffix == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        raise ValueError(f"{path}: unsupported config extension {suffix!r}; use .yaml, .yml or .json")
+    path.write_text(text, encoding="utf-8")
+
+
+def load_config(path: str | Path) -> JEPADAAMConfig:
+    """Read a config written by :func:`save_config` (YAML or JSON)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text)
+    elif suffix == ".json":
+        data = json.loads(text)
+    else:
+        raise ValueError(f"{path}: unsupported config extension {suffix!r}; use .yaml, .yml or .json")
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return config_from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+def get_config(name_or_path: str | Path) -> JEPADAAMConfig:
+    """A preset by name ("paper", "small", "small_no_daam") or a config file path."""
+    key = str(name_or_path)
+    if key.lower() in PRESETS:
+        return PRESETS[key.lower()]
+    path = Path(key)
+    if path.suffix.lower() in (".yaml", ".yml", ".json"):
+        return load_config(path)
+    raise ValueError(f"unknown config {key!r}; use one of {sorted(PRESETS)} or a .yaml/.json path")
