@@ -1,0 +1,471 @@
+"""Per-codec summary tables of a finished benchmark run, regenerated from ``results.jsonl``.
+
+Nothing is recomputed from audio: the report reads the per-utterance rows written by
+``benchmarks.run`` (schema in ``docs/results-format.md``) and writes, into the run directory,
+
+* ``summary.csv`` -- every statistic, one row per codec (machine-readable, full precision);
+* ``summary.md``  -- a condensed Markdown table for READMEs and issues;
+* ``summary.tex`` -- the same condensed table as a LaTeX ``tabular`` (booktabs);
+* the rate-quality plots of :mod:`benchmarks.plots` (PNG + PDF).
+
+Statistics per codec (over rows with ``status == "ok"``):
+
+* for every numeric metric column ``m``: ``m_mean`` with a 95 % percentile-bootstrap confidence
+  interval ``m_ci_low`` / ``m_ci_high`` (resampling utterances, fixed seed), ``m_n`` (finite values)
+  and ``m_nan_reasons`` (why the other values are NaN, counted from the ``m_error`` column);
+* corpus-level rates pooled from count columns (``wer_errors / wer_words`` etc.) with a bootstrap
+  CI over utterances: ``wer_corpus``, ``wer_corpus_ci_low``, ``wer_corpus_ci_high`` ...;
+* ``bitrate_nominal`` and ``bitrate_ratio`` (mean measured / nominal);
+* ``encode_rtf_median`` / ``decode_rtf_median`` (medians: timing distributions are skewed);
+* ``n_utts``, ``n_ok``, ``n_failed`` and ``failures``: failure reasons with counts, the file path
+  and utterance id replaced by ``<file>`` / ``<utt>`` so identical problems group together.
+
+Usage::
+
+    python -m benchmarks.report RUN_DIR [--n-boot 2000] [--seed 0] [--no-plots]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+RESULTS_FILE = "results.jsonl"
+SUMMARY_STEM = "summary"
+
+#: Columns that identify a row or describe the input, never summarised as metrics.
+ID_COLUMNS = ("codec", "utt_id", "set", "path", "status", "error", "code_version")
+#: Numeric columns that are not quality metrics: summarised in their own way or not at all.
+NON_METRIC_NUMERIC = frozenset(
+    {"duration_s", "codec_sample_rate", "n_streams", "n_frames", "encode_s", "decode_s", "bitrate_nominal"}
+)
+#: Count-column suffixes used for corpus-level pooling (``wer_errors`` / ``wer_words`` ...).
+COUNT_SUFFIXES = ("_errors", "_words", "_chars")
+#: Preferred order of metric columns in the summary; others follow alphabetically.
+METRIC_ORDER = (
+    "pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "si_sdr_aligned", "delay_ms", "mel_distance",
+    "wer", "cer", "dwer", "bitrate_measured", "tokens_per_s", "frames_per_s", "encode_rtf", "decode_rtf",
+)
+DEFAULT_N_BOOT = 2000
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_SEED = 0
+#: Upper bound on resample-index matrix elements held at once (memory stays ~ 32 MB).
+_MAX_CHUNK_ELEMENTS = 4_000_000
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------------------------
+def load_results(run_dir_or_file: str | Path) -> pd.DataFrame:
+    """Read ``results.jsonl`` into a frame, one row per (codec, utterance).
+
+    A trailing partial line (a run killed mid-write) is skipped; a malformed line elsewhere is an
+    error. When a resumed run appended a second row for the same (codec, utt_id), the last wins.
+    Numeric-looking columns become floats (JSON ``null`` -> NaN).
+
+    Args:
+        run_dir_or_file: a run directory holding ``results.jsonl``, or the file itself.
+
+    Returns:
+        DataFrame with at least the columns ``codec`` and ``status``.
+
+    Raises:
+        FileNotFoundError: no results file at that path.
+        ValueError: malformed JSON (file and line named), or rows without a ``codec`` key.
+    """
+    path = Path(run_dir_or_file)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no results file; expected the {RESULTS_FILE} written by benchmarks.run")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records: list[dict] = []
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if lineno == len(lines):  # partial last line of an interrupted run
+                print(f"warning: {path}:{lineno}: skipping partial last line", file=sys.stderr)
+                continue
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg}); each line must be one JSON object") from exc
+    df = pd.DataFrame.from_records(records)
+    if df.empty:
+        return pd.DataFrame(columns=["codec", "status"])
+    if "codec" not in df.columns or df["codec"].isna().any():
+        raise ValueError(f"{path}: every row needs a 'codec' key (see docs/results-format.md)")
+    if "status" not in df.columns:
+        df["status"] = "ok"
+    df["status"] = df["status"].fillna("ok")
+    if "utt_id" in df.columns:
+        df = df.drop_duplicates(subset=["codec", "utt_id"], keep="last")
+    return _coerce_numeric(df).reset_index(drop=True)
+
+
+def _coerce_numeric(df: pd.DataFrame) -> pd.DataFrame:
+    """Turn columns whose non-null values are all numbers into float columns."""
+    out = df.copy()
+    for col in out.columns:
+        if col in ID_COLUMNS or col.endswith("_error") or pd.api.types.is_numeric_dtype(out[col]):
+            continue
+        values = out[col]
+        converted = pd.to_numeric(values, errors="coerce")
+        if converted.notna().sum() == values.notna().sum():
+            out[col] = converted.astype(float)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Bootstrap
+# ----------------------------------------------------------------------------------------------
+def bootstrap_ci(
+    arrays: Sequence[np.ndarray],
+    statistic: Callable[..., np.ndarray],
+    n_resamples: int = DEFAULT_N_BOOT,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of a statistic over utterances.
+
+    Utterances are resampled with replacement as a whole index matrix ``[B, n]`` (in chunks that
+    bound memory); the same index matrix is applied to every array, so paired quantities (errors
+    and words of one utterance) stay together.
+
+    Args:
+        arrays: 1-D arrays of equal length n (one value per utterance, all finite).
+        statistic: maps the resampled arrays, each ``[b, n]``, to one value per resample ``[b]``.
+        n_resamples: number of bootstrap resamples B.
+        confidence: two-sided coverage, e.g. 0.95.
+        seed: seed of the numpy Generator (fixed so reports are reproducible).
+
+    Returns:
+        (low, high); (NaN, NaN) when n < 2 (no spread to estimate).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence={confidence} must lie strictly between 0 and 1")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples={n_resamples} must be >= 1")
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    n = arrays[0].size
+    if any(a.shape != (n,) for a in arrays):
+        raise ValueError(f"bootstrap arrays must be 1-D of equal length, got shapes {[a.shape for a in arrays]}")
+    if n < 2:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples, dtype=np.float64)
+    rows = max(1, _MAX_CHUNK_ELEMENTS // n)
+    for start in range(0, n_resamples, rows):  # loop over memory chunks, not over resamples
+        stop = min(n_resamples, start + rows)
+        idx = rng.integers(0, n, size=(stop - start, n))
+        stats[start:stop] = statistic(*(a[idx] for a in arrays))
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def _mean(x: np.ndarray) -> np.ndarray:
+    return x.mean(axis=1)
+
+
+def _ratio_of_sums(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return num.sum(axis=1) / den.sum(axis=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Summary
+# ----------------------------------------------------------------------------------------------
+def metric_columns(df: pd.DataFrame) -> list[str]:
+    """Numeric per-utterance metric columns of a results frame, in a stable display order."""
+    numeric = [
+        c for c in df.columns
+        if c not in ID_COLUMNS and c not in NON_METRIC_NUMERIC and not c.endswith(COUNT_SUFFIXES)
+        and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])
+    ]
+    ordered = [c for c in METRIC_ORDER if c in numeric]
+    return ordered + sorted(c for c in numeric if c not in ordered)
+
+
+def pooled_rate_columns(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """Corpus-level rates available from count columns: ``{"wer": ("wer_errors", "wer_words"), ...}``."""
+    pairs: dict[str, tuple[str, str]] = {}
+    for col in df.columns:
+        if not col.endswith("_errors"):
+            continue
+        prefix = col[: -len("_errors")]
+        for den in (f"{prefix}_words", f"{prefix}_chars"):
+            if den in df.columns:
+                pairs[prefix] = (col, den)
+                break
+    return pairs
+
+
+def _generalise(reason: object, row: pd.Series) -> str:
+    """A failure reason with this row's file path and utterance id replaced by placeholders."""
+    text = str(reason).strip() or "(no reason given)"
+    for key, placeholder in (("path", "<file>"), ("utt_id", "<utt>")):
+        value = row.get(key)
+        if isinstance(value, str) and value:
+            text = text.replace(value, placeholder)
+    return text
+
+
+def _count_reasons(rows: pd.DataFrame, column: str) -> str:
+    """'reason (count); ...' for the non-null values of ``column``, most frequent first."""
+    if column not in rows.columns:
+        return ""
+    counts = Counter(_generalise(r[column], r) for _, r in rows.iterrows() if isinstance(r[column], str))
+    return "; ".join(f"{reason} ({n})" for reason, n in counts.most_common())
+
+
+def summarize(
+    df: pd.DataFrame,
+    n_resamples: int = DEFAULT_N_BOOT,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+) -> pd.DataFrame:
+    """Per-codec summary of a results frame (see the module docstring for the columns).
+
+    Args:
+        df: frame from :func:`load_results`.
+        n_resamples: bootstrap resamples per statistic.
+        confidence: CI coverage.
+        seed: bootstrap seed (each statistic restarts from it, so a value does not depend on
+            which other columns exist).
+
+    Returns:
+        DataFrame indexed 0..K-1, one row per codec, codecs in order of first appearance.
+    """
+    metrics = metric_columns(df)
+    pooled = pooled_rate_columns(df)
+    rows: list[dict[str, object]] = []
+    for codec, group in df.groupby("codec", sort=False):
+        ok = group[group["status"] == "ok"]
+        failed = group[group["status"] != "ok"]
+        row: dict[str, object] = {
+            "codec": codec,
+            "n_utts": len(group),
+            "n_ok": len(ok),
+            "n_failed": len(failed),
+            "failures": _count_reasons(failed, "error"),
+        }
+        for m in metrics:
+            values = ok[m].to_numpy(dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            row[f"{m}_mean"] = float(finite.mean()) if finite.size else math.nan
+            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = bootstrap_ci([finite], _mean, n_resamples, confidence, seed)
+            row[f"{m}_n"] = int(finite.size)
+            row[f"{m}_nan_reasons"] = _count_reasons(ok[~np.isfinite(values)], f"{m}_error")
+        for name, (num_col, den_col) in pooled.items():
+            num = ok[num_col].to_numpy(dtype=np.float64)
+            den = ok[den_col].to_numpy(dtype=np.float64)
+            keep = np.isfinite(num) & np.isfinite(den)
+            num, den = num[keep], den[keep]
+            total = den.sum()
+            row[f"{name}_corpus"] = float(num.sum() / total) if total > 0 else math.nan
+            row[f"{name}_corpus_ci_low"], row[f"{name}_corpus_ci_high"] = bootstrap_ci(
+                [num, den], _ratio_of_sums, n_resamples, confidence, seed
+            )
+        row["bitrate_nominal"] = _nominal(ok if len(ok) else group)
+        measured = row.get("bitrate_measured_mean", math.nan)
+        nominal = row["bitrate_nominal"]
+        row["bitrate_ratio"] = (
+            float(measured) / nominal if isinstance(nominal, float) and nominal > 0 else math.nan
+        )
+        for col in ("encode_rtf", "decode_rtf"):
+            row[f"{col}_median"] = float(ok[col].median()) if col in ok.columns and ok[col].notna().any() else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _nominal(rows: pd.DataFrame) -> float:
+    """The codec's claimed bitrate (bit/s): its median over rows, NaN when never stated."""
+    if "bitrate_nominal" not in rows.columns:
+        return math.nan
+    values = pd.to_numeric(rows["bitrate_nominal"], errors="coerce").dropna()
+    return float(values.median()) if len(values) else math.nan
+
+
+# ----------------------------------------------------------------------------------------------
+# Rendering
+# ----------------------------------------------------------------------------------------------
+#: Condensed display: (summary key, header, decimals, scale). ``key`` may be a ``*_corpus`` rate.
+DISPLAY_COLUMNS: tuple[tuple[str, str, int, float], ...] = (
+    ("pesq_wb", "PESQ-WB", 2, 1.0),
+    ("pesq_nb", "PESQ-NB", 2, 1.0),
+    ("stoi", "STOI", 3, 1.0),
+    ("estoi", "ESTOI", 3, 1.0),
+    ("si_sdr_aligned", "SI-SDR aligned (dB)", 1, 1.0),
+    ("mel_distance", "Mel dist.", 2, 1.0),
+    ("wer_corpus", "WER % (corpus)", 1, 100.0),
+    ("cer_corpus", "CER % (corpus)", 1, 100.0),
+    ("dwer_corpus", "dWER % (corpus)", 1, 100.0),
+)
+
+
+def _fmt(value: object, decimals: int, scale: float = 1.0) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{float(value) * scale:.{decimals}f}"
+
+
+def _fmt_ci(summary_row: pd.Series, key: str, decimals: int, scale: float) -> str:
+    base = key if key.endswith("_corpus") else f"{key}_mean"
+    mean = summary_row.get(base, math.nan)
+    low, high = summary_row.get(f"{key}_ci_low", math.nan), summary_row.get(f"{key}_ci_high", math.nan)
+    text = _fmt(mean, decimals, scale)
+    if text != "–" and _fmt(low, decimals) != "–":
+        text += f" [{_fmt(low, decimals, scale)}, {_fmt(high, decimals, scale)}]"
+    return text
+
+
+def display_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Condensed, formatted table (strings) for Markdown / LaTeX; empty metric columns dropped."""
+    out = pd.DataFrame({"Codec": summary["codec"]})
+    out["n ok / failed"] = [f"{r.n_ok} / {r.n_failed}" for r in summary.itertuples()]
+    rate = []
+    for _, r in summary.iterrows():
+        measured = _fmt(r.get("bitrate_measured_mean", math.nan), 2, 1e-3)
+        nominal = _fmt(r.get("bitrate_nominal", math.nan), 2, 1e-3)
+        rate.append(measured if nominal == "–" else f"{measured} ({nominal})")
+    out["kbit/s measured (nominal)"] = rate
+    if "tokens_per_s_mean" in summary.columns and summary["tokens_per_s_mean"].notna().any():
+        out["tokens/s"] = [_fmt(v, 1) for v in summary["tokens_per_s_mean"]]
+    for key, header, decimals, scale in DISPLAY_COLUMNS:
+        base = key if key.endswith("_corpus") else f"{key}_mean"
+        if base in summary.columns and summary[base].notna().any():
+            out[header] = [_fmt_ci(r, key, decimals, scale) for _, r in summary.iterrows()]
+    for col, header in (("encode_rtf_median", "enc. RTF"), ("decode_rtf_median", "dec. RTF")):
+        if col in summary.columns and summary[col].notna().any():
+            out[header] = [_fmt(v, 3) for v in summary[col]]
+    if (summary["n_failed"] > 0).any():
+        out["failures"] = summary["failures"].fillna("")
+    return out
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown pipe table (cells with '|' escaped)."""
+    def cell(v: object) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+_LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--",
+    "<": r"\textless{}", ">": r"\textgreater{}",
+}
+
+
+def latex_escape(text: object) -> str:
+    """Escape LaTeX special characters (underscores in codec specs, % in headers ...)."""
+    return "".join(_LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+
+
+def to_latex(table: pd.DataFrame, caption: str = "", label: str = "") -> str:
+    """A booktabs ``table`` environment with a left-aligned first column."""
+    cols = "l" + "r" * (len(table.columns) - 1)
+    lines = [r"\begin{table}[t]", r"\centering", r"\small"]
+    if caption:
+        lines.append(rf"\caption{{{latex_escape(caption)}}}")
+    if label:
+        lines.append(rf"\label{{{label}}}")
+    lines += [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(latex_escape(c) for c in table.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(latex_escape(v) for v in row) + r" \\" for row in table.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def _provenance(run_dir: Path) -> str:
+    """One line naming the run's revision, ASR model, normaliser and resampler from manifest.json."""
+    path = run_dir / "manifest.json"
+    if not path.is_file():
+        return "No manifest.json in the run directory: provenance unknown."
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return f"manifest.json unreadable ({exc})."
+    parts = []
+    for key in ("git_revision", "git_rev", "revision", "resampler", "device"):
+        if manifest.get(key):
+            parts.append(f"{key}: {manifest[key]}")
+    asr = manifest.get("asr")
+    if isinstance(asr, dict):
+        parts += [f"ASR {k}: {v}" for k, v in asr.items() if k in ("backend", "model", "normaliser", "normalizer")]
+    elif asr:
+        parts.append(f"ASR: {asr}")
+    return "; ".join(parts) if parts else "manifest.json has no revision/ASR/resampler fields."
+
+
+def write_reports(
+    run_dir: str | Path,
+    n_resamples: int = DEFAULT_N_BOOT,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = DEFAULT_SEED,
+    plots: bool = True,
+) -> pd.DataFrame:
+    """Write summary.csv / summary.md / summary.tex (and the plots) into ``run_dir``.
+
+    Args:
+        run_dir: run directory holding ``results.jsonl``.
+        n_resamples, confidence, seed: bootstrap settings (recorded in summary.md).
+        plots: also write the rate-quality figures of :mod:`benchmarks.plots`.
+
+    Returns:
+        The per-codec summary frame (as written to summary.csv).
+    """
+    run_dir = Path(run_dir)
+    df = load_results(run_dir)
+    summary = summarize(df, n_resamples, confidence, seed)
+    summary.to_csv(run_dir / f"{SUMMARY_STEM}.csv", index=False)
+    table = display_table(summary) if len(summary) else pd.DataFrame({"Codec": []})
+    note = (
+        f"Mean over utterances [{confidence:.0%} percentile-bootstrap CI, {n_resamples} resamples, seed {seed}]; "
+        "WER/CER pooled over the corpus (errors / reference words), CI by resampling utterances; "
+        "RTF is the median wall time / audio duration."
+    )
+    md = [f"# Summary of {run_dir.name}", "", to_markdown(table), note, "", f"Provenance: {_provenance(run_dir)}", ""]
+    (run_dir / f"{SUMMARY_STEM}.md").write_text("\n".join(md), encoding="utf-8")
+    (run_dir / f"{SUMMARY_STEM}.tex").write_text(
+        to_latex(table, caption=f"Codec benchmark ({run_dir.name}). {note}", label="tab:codec-summary"),
+        encoding="utf-8",
+    )
+    if plots and len(summary):
+        from benchmarks.plots import write_plots
+
+        write_plots(summary, run_dir)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="run directory holding results.jsonl")
+    parser.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples (default 2000)")
+    parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE, help="CI coverage (default 0.95)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed (default 0)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF figures")
+    args = parser.parse_args(argv)
+    try:
+        summary = write_reports(args.run_dir, args.n_boot, args.confidence, args.seed, plots=not args.no_plots)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(to_markdown(display_table(summary)) if len(summary) else "no rows in results.jsonl")
+    print(f"wrote {args.run_dir / (SUMMARY_STEM + '.csv')}, .md, .tex")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
