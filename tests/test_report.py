@@ -1,0 +1,168 @@
+"""Tests of benchmarks.report: loading, bootstrap CIs, pooling, failure counting, file outputs."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks import report
+
+#: spec -> (bitrate bit/s, PESQ-WB, STOI, WER, tokens/s); NaN tokens/s = bitstream codec.
+SYNTHETIC_CODECS = {
+    "pcm@256k": (256000.0, 4.5, 0.99, 0.03, math.nan),
+    "opus@6k": (6300.0, 2.2, 0.86, 0.06, math.nan),
+    "opus@12k": (12400.0, 3.4, 0.93, 0.04, math.nan),
+    "codec2@1200": (1200.0, 1.3, 0.72, 0.25, math.nan),
+    "encodec@1.5k": (1500.0, 1.5, 0.84, 0.09, 150.0),
+    "encodec@6k": (6000.0, 2.7, 0.93, 0.04, 600.0),
+    "jepa-daam@small": (665.0, 1.2, 0.60, 0.70, 47.5),
+}
+
+
+def synthetic_rows(n_utts: int = 8, seed: int = 1, pesq_shift: dict[str, float] | None = None) -> list[dict]:
+    """Per-utterance rows in the docs/results-format.md schema for SYNTHETIC_CODECS.
+
+    codec2@1200 fails on utterance u0; opus@6k has a NaN PESQ with a reason on u1.
+    ``pesq_shift`` adds a constant to one codec's PESQ-WB (to inject a regression).
+    """
+    rng = np.random.default_rng(seed)
+    rows = []
+    for codec, (bitrate, pesq, stoi, wer, tokens) in SYNTHETIC_CODECS.items():
+        for u in range(n_utts):
+            path = f"/data/set/u{u}.flac"
+            row = {"codec": codec, "utt_id": f"u{u}", "set": "synthetic", "path": path, "duration_s": 3.0}
+            if codec == "codec2@1200" and u == 0:
+                row.update(status="error", error=f"{path}: decoder raised RuntimeError")
+                rows.append(row)
+                continue
+            words = 20
+            errors = int(rng.binomial(words, wer))
+            row.update(
+                status="ok", error=None,
+                pesq_wb=float(np.clip(pesq + rng.normal(0, 0.1), 1.0, 4.64)) + (pesq_shift or {}).get(codec, 0.0),
+                stoi=float(np.clip(stoi + rng.normal(0, 0.01), 0.0, 1.0)),
+                wer=errors / words, wer_errors=errors, wer_words=words,
+                bitrate_measured=bitrate if not math.isnan(tokens) else bitrate * (1 + rng.normal(0, 0.01)),
+                bitrate_nominal=bitrate, tokens_per_s=tokens, frames_per_s=tokens,
+                n_frames=None if math.isnan(tokens) else int(tokens * 3),
+                encode_rtf=0.01 * (u + 1), decode_rtf=0.02,
+            )
+            if codec == "opus@6k" and u == 1:
+                row.update(pesq_wb=math.nan, pesq_wb_error="No utterances detected")
+            rows.append(row)
+    return rows
+
+
+def write_run(run_dir: Path, rows: list[dict]) -> Path:
+    """Write rows as results.jsonl (NaN as JSON NaN, like the runner) into run_dir."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / report.RESULTS_FILE, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return run_dir
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    return write_run(tmp_path / "run", synthetic_rows())
+
+
+def test_bootstrap_ci_covers_mean_and_shrinks_with_n():
+    rng = np.random.default_rng(0)
+    small = rng.normal(3.0, 0.5, size=20)
+    large = rng.normal(3.0, 0.5, size=2000)
+    lo_s, hi_s = report.bootstrap_ci([small], report._mean, 2000, 0.95, 0)
+    lo_l, hi_l = report.bootstrap_ci([large], report._mean, 2000, 0.95, 0)
+    assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
+    # CI width ~ 2 * 1.96 * sigma / sqrt(n): 0.44 for n=20, 0.044 for n=2000
+    assert 0.3 < hi_s - lo_s < 0.6
+    assert 0.03 < hi_l - lo_l < 0.06
+
+
+def test_bootstrap_ci_is_deterministic_and_degenerate_cases():
+    x = np.array([1.0, 2.0, 3.0, 4.0])
+    assert report.bootstrap_ci([x], report._mean, seed=3) == report.bootstrap_ci([x], report._mean, seed=3)
+    assert report.bootstrap_ci([np.array([2.5])], report._mean) == (pytest.approx(math.nan, nan_ok=True),) * 2
+    lo, hi = report.bootstrap_ci([np.full(10, 2.0)], report._mean)
+    assert lo == hi == 2.0
+    with pytest.raises(ValueError, match="confidence"):
+        report.bootstrap_ci([x], report._mean, confidence=1.5)
+
+
+def test_load_results_skips_partial_last_line_and_keeps_last_duplicate(tmp_path: Path):
+    rows = synthetic_rows(n_utts=2)
+    run = write_run(tmp_path / "run", rows)
+    duplicate = dict(rows[0], pesq_wb=1.11)
+    with open(run / report.RESULTS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(duplicate) + "\n")
+        f.write('{"codec": "opus@6k", "utt_id": "u9", "pesq')  # interrupted write
+    df = report.load_results(run)
+    assert len(df) == len(rows)
+    first = df[(df.codec == rows[0]["codec"]) & (df.utt_id == rows[0]["utt_id"])]
+    assert first["pesq_wb"].item() == 1.11
+
+
+def test_load_results_errors_name_the_file(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="results.jsonl"):
+        report.load_results(tmp_path)
+    bad = tmp_path / "results.jsonl"
+    bad.write_text('{"codec": "a"}\nnot json\n{"codec": "b"}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"results.jsonl:2"):
+        report.load_results(tmp_path)
+
+
+def test_summarize_means_counts_failures_and_pooled_wer(run_dir: Path):
+    df = report.load_results(run_dir)
+    summary = report.summarize(df, n_resamples=500).set_index("codec")
+    assert list(summary.index) == list(SYNTHETIC_CODECS)
+
+    c2 = summary.loc["codec2@1200"]
+    assert (c2.n_utts, c2.n_ok, c2.n_failed) == (8, 7, 1)
+    assert c2.failures == "<file>: decoder raised RuntimeError (1)"
+
+    ok = df[(df.codec == "encodec@6k")]
+    assert summary.loc["encodec@6k", "pesq_wb_mean"] == pytest.approx(ok.pesq_wb.mean())
+    assert summary.loc["encodec@6k", "pesq_wb_ci_low"] < ok.pesq_wb.mean() < summary.loc["encodec@6k", "pesq_wb_ci_high"]
+    # corpus WER pools counts: sum(errors) / sum(words), not the mean of per-utterance rates
+    assert summary.loc["encodec@6k", "wer_corpus"] == pytest.approx(ok.wer_errors.sum() / ok.wer_words.sum())
+    assert summary.loc["encodec@6k", "wer_corpus_ci_low"] <= summary.loc["encodec@6k", "wer_corpus"]
+
+    opus = summary.loc["opus@6k"]
+    assert opus.pesq_wb_n == 7 and opus.pesq_wb_nan_reasons == "No utterances detected (1)"
+    assert summary.loc["encodec@6k", "bitrate_ratio"] == pytest.approx(1.0)
+    assert summary.loc["encodec@6k", "encode_rtf_median"] == pytest.approx(np.median(0.01 * np.arange(1, 9)))
+    assert math.isnan(summary.loc["opus@6k", "tokens_per_s_mean"])
+
+
+def test_summarize_without_asr_or_token_columns(tmp_path: Path):
+    rows = [{k: v for k, v in r.items() if not k.startswith(("wer", "tokens", "frames"))} for r in synthetic_rows(4)]
+    df = report.load_results(write_run(tmp_path / "r", rows))
+    summary = report.summarize(df, n_resamples=200)
+    assert "wer_corpus" not in summary.columns and "pesq_wb_mean" in summary.columns
+    table = report.display_table(summary)
+    assert "WER % (corpus)" not in table.columns and "tokens/s" not in table.columns
+
+
+def test_write_reports_writes_all_outputs(run_dir: Path):
+    summary = report.write_reports(run_dir, n_resamples=300, plots=False)
+    csv = pd.read_csv(run_dir / "summary.csv")
+    assert list(csv["codec"]) == list(summary["codec"])
+    md = (run_dir / "summary.md").read_text(encoding="utf-8")
+    assert "| jepa-daam@small |" in md and "bootstrap" in md and "Provenance" in md
+    tex = (run_dir / "summary.tex").read_text(encoding="utf-8")
+    assert r"\begin{tabular}" in tex and r"WER \% (corpus)" in tex and r"\textless{}file\textgreater{}" in tex
+    assert tex.count(r"\\") == len(summary) + 1  # header + one line per codec
+
+
+def test_latex_escape_underscores_and_specials():
+    assert report.latex_escape("si_sdr 5% & $x$") == r"si\_sdr 5\% \& \$x\$"
+
+
+def test_cli_regenerates_from_results(run_dir: Path, capsys):
+    assert report.main([str(run_dir), "--n-boot", "100", "--no-plots"]) == 0
+    assert "encodec@6k" in capsys.readouterr().out
+    assert report.main([str(run_dir / "missing")]) == 2
