@@ -343,3 +343,31 @@ def test_update_cost_microbenchmark():
           f"{per_row_us:.1f} us; summary() over 19 x 16384: {summary_ms:.2f} ms")
     assert summary["total"]["n_tokens"] == n * 19 * 40
     assert per_update_us < 5000 and per_row_us < 5000
+
+
+def test_opus_cbr_on_real_speech_lands_on_target(speech_16k):
+    """A real bitstream codec end to end: libopus CBR (PyAV) on LibriSpeech speech.
+
+    CBR packets are exactly bitrate / 8 / 50 bytes each, so the measured rate must sit on the
+    target up to the few extra packets the encoder's look-ahead and flush add (< 1 %).
+    """
+    av = pytest.importorskip("av")
+    soxr = pytest.importorskip("soxr")
+    import fractions
+
+    wav, sr, _ = speech_16k
+    duration_s = len(wav) / sr
+    pcm = (np.clip(soxr.resample(wav, sr, 48000), -1, 1) * 32767).astype(np.int16)
+    for target in (6000, 12000):
+        ctx = av.codec.CodecContext.create("libopus", "w")
+        ctx.sample_rate, ctx.layout, ctx.format, ctx.bit_rate = 48000, "mono", "s16", target
+        ctx.options = {"vbr": "off"}
+        ctx.open()
+        frame = av.AudioFrame.from_ndarray(pcm[None, :], format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, 0, fractions.Fraction(1, 48000)
+        packets = [bytes(p) for p in ctx.encode(frame)] + [bytes(p) for p in ctx.encode(None)]
+        assert {len(p) for p in packets} == {target // 8 // 50}
+        enc = Encoded(codes=None, vocab_sizes=(), frame_rate=48000 / ctx.frame_size,
+                      payload_bytes=sum(len(p) for p in packets), num_samples=len(pcm))
+        row = bitrate_columns(enc, duration_s, float(target))
+        assert abs(row["bitrate_deviation"]) < 0.01 and row["bitrate_warning"] is False
