@@ -31,6 +31,9 @@ class Encoded:
             counted as payload by itself — `payload_bytes` is the number that counts.
         padded_frames: number of trailing frames in `codes` that only encode padding
             (not counted as payload when measuring bitrate).
+        stream_groups: for multi-rate codecs folded to the coarsest rate (SNAC, see
+            `metrics.tokens.fold_multirate`), the number of rows each original level occupies;
+            empty for single-rate codecs.
     """
 
     codes: torch.Tensor | None
@@ -40,6 +43,7 @@ class Encoded:
     num_samples: int
     payload: Any = field(default=None, compare=False, repr=False)
     padded_frames: int = 0
+    stream_groups: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.codes is not None:
