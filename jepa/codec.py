@@ -1,0 +1,449 @@
+"""JEPACodec: 24 kHz speech <-> 19 token streams at 2.5 Hz (spec §1, §5, §6, §10.8, §10.16).
+
+    encode: wav [L] -> zero-pad to whole hops (+1 hop, see below) -> online encoder -> FSQ indices
+            -> mixed-radix pack -> Encoded(codes [19, n_frames] int64, vocab 18 x 16384 + 16, 2.5 Hz)
+    decode: codes -> unpack -> grid values (2*idx - 3)/4 -> HiFi-GAN decoder -> trim to L samples
+
+**Padding rule (deterministic, spec §10.8 / §10.16).** The encoder turns n hops (9600 n samples)
+into n - 1 frames, and the decoder turns T frames into 9600 T + 384 samples. With the default
+``extra_hop=True`` the input of L samples is right-padded with zeros to (ceil(L / 9600) + 1) hops,
+giving ceil(L / 9600) frames whose decoded output (9600 ceil(L/9600) + 384 >= L samples) covers the
+whole input; it is then trimmed to L. Every frame carries real audio, so ``padded_frames`` is 0 and
+the measured bitrate is 256 bits x ceil(L/9600) / (L / 24000 s) (640 bit/s for whole hops).
+``extra_hop=False`` is the reference behaviour: pad to ceil(L / 9600) hops, get one frame fewer,
+and the last ~0.38-0.78 s of the output are zeros.
+
+Tokens depend on the whole utterance (DAAM, GroupNorm and attention use clip statistics), so
+each utterance is encoded on its own padded length; :meth:`JEPACodec.encode_batch` batches only
+utterances with the same padded length, which leaves every utterance's tokens as if encoded alone
+(up to floating-point differences between batched and single kernels).
+
+Command line (tokens are an .npz file, see :func:`save_tokens`)::
+
+    python -m jepa.codec encode in.wav out.tokens [--checkpoint ckpt.safetensors]
+    python -m jepa.codec decode in.tokens out.wav [--checkpoint ckpt.safetensors]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import math
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from baselines.base import Encoded
+from jepa.config import JEPADAAMConfig, config_from_dict, config_to_dict
+from jepa.encoder import Encoder
+from jepa.fsq import FSQ, pack, token_vocab_sizes, unpack
+from jepa.hifigan import Generator
+
+CHECKPOINT_FORMAT = "jepa-daam-codec"
+TOKENS_FORMAT = "jepa-daam-tokens"
+FORMAT_VERSION = "1"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "small.safetensors"
+
+
+def config_hash(cfg: JEPADAAMConfig) -> str:
+    """First 16 hex digits of the SHA-256 of the model section of `cfg` (canonical JSON)."""
+    text = json.dumps(config_to_dict(cfg)["model"], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run in eval mode (no dropout) and restore the previous mode afterwards."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+class JEPACodec(nn.Module):
+    """Encoder + FSQ + decoder of the JEPA-DAAM tokenizer, with file-level encode/decode.
+
+    Args:
+        config: full experiment config; only ``config.model`` shapes the network.
+        extra_hop: pad one extra hop so the decoded output covers the whole input (default;
+            see the module docstring). False reproduces the reference padding.
+
+    Attributes:
+        encoder: online :class:`~jepa.encoder.Encoder`; fsq: :class:`~jepa.fsq.FSQ`;
+        decoder: :class:`~jepa.hifigan.Generator`; config: the config.
+    """
+
+    def __init__(self, config: JEPADAAMConfig, extra_hop: bool = True) -> None:
+        super().__init__()
+        if not isinstance(config, JEPADAAMConfig):
+            raise ValueError(f"JEPACodec needs a JEPADAAMConfig, got {type(config).__name__}")
+        self.config = config
+        self.extra_hop = extra_hop
+        m = config.model
+        self.encoder = Encoder(m)
+        self.fsq = FSQ(m.fsq_levels, m.latent_dim, m.fsq_temperature)
+        self.decoder = Generator(m)
+        self.eval()
+
+    # ---- derived numbers ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"jepa-daam@{self.config.name}"
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.model.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.encoder.hop_length
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.model.frame_rate
+
+    @property
+    def vocab_sizes(self) -> tuple[int, ...]:
+        """Vocabulary of each of the token streams (18 x 16384 + 16 for the paper)."""
+        m = self.config.model
+        return token_vocab_sizes(m.fsq_radices, m.pack_group)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def nominal_bitrate(self) -> float:
+        """Exact nominal bitrate in bit/s (640 for the paper configuration)."""
+        return self.config.model.bitrate
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames produced for an input of `num_samples` samples under the padding rule."""
+        hops = -(-num_samples // self.hop_length) + (1 if self.extra_hop else 0)
+        return self.encoder.num_frames(hops * self.hop_length)
+
+    # ---- input checks -------------------------------------------------------------------------
+    def _check_wav(self, wav: torch.Tensor | np.ndarray, sample_rate: int | None, what: str = "wav") -> torch.Tensor:
+        """Validate one waveform and return it as float32 [L] on the CPU."""
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            raise ValueError(
+                f"{what}: sample rate {sample_rate} Hz is not supported; {self.name} takes "
+                f"{self.sample_rate} Hz mono (resample first, e.g. jepa.audio.load_audio(path, {self.sample_rate}))"
+            )
+        wav = torch.as_tensor(wav)
+        if wav.dim() == 2 and wav.shape[0] == 1:
+            wav = wav[0]
+        if wav.dim() != 1:
+            raise ValueError(
+                f"{what}: expected a mono waveform of shape [L] (or [1, L]), got shape {tuple(wav.shape)}; "
+                "use encode_batch for [B, L]"
+            )
+        if not wav.is_floating_point():
+            raise ValueError(f"{what}: expected float samples in [-1, 1], got dtype {wav.dtype}")
+        if wav.numel() == 0:
+            raise ValueError(f"{what}: the waveform is empty (0 samples)")
+        if wav.numel() < self.hop_length:
+            raise ValueError(
+                f"{what}: {wav.numel()} samples is too short; at least one frame ({self.hop_length} samples = "
+                f"{self.hop_length / self.sample_rate:.2f} s at {self.sample_rate} Hz) is needed"
+            )
+        if not bool(torch.isfinite(wav).all()):
+            raise ValueError(f"{what}: the waveform contains NaN or Inf samples")
+        return wav.detach().to("cpu", torch.float32)
+
+    # ---- encode ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode_tokens(self, wav: torch.Tensor) -> torch.Tensor:
+        """Tokens of already padded audio.
+
+        Args:
+            wav: [B, 1, L] float32, L a whole number of hops (at least 2).
+        Returns:
+            tokens [B, T_z, n_streams] int64 (on the codec's device).
+        """
+        m = self.config.model
+        with _eval_mode(self):
+            idx = self.fsq.quantize_indices(self.encoder(wav.to(self.device)))
+        return pack(idx, m.fsq_radices, m.pack_group, m.pack_order)
+
+    def encode(self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None) -> Encoded:
+        """Encode one utterance.
+
+        Args:
+            wav: [L] or [1, L] float mono waveform at 24 kHz, at least one hop (9600 samples) long.
+            sample_rate: optional check; anything but the codec's rate raises ValueError.
+        Returns:
+            Encoded with codes [n_streams, n_frames] int64 on the CPU, the vocab sizes, the frame
+            rate (2.5 Hz) and num_samples = L.
+        Raises:
+            ValueError: wrong rank / dtype / sample rate, empty, too short, NaN or Inf.
+        """
+        return self.encode_batch([self._check_wav(wav, sample_rate)])[0]
+
+    def encode_batch(self, wavs: Sequence[torch.Tensor | np.ndarray] | torch.Tensor,
+                     sample_rate: int | None = None) -> list[Encoded]:
+        """Encode several utterances, batching those with the same padded length.
+
+        Args:
+            wavs: a list of [L_i] waveforms, or a [B, L] tensor.
+            sample_rate: optional check, as in :meth:`encode`.
+        Returns:
+            one Encoded per input, in order.
+        """
+        if isinstance(wavs, torch.Tensor):
+            if wavs.dim() != 2:
+                raise ValueError(f"encode_batch: expected [B, L] or a list of [L], got shape {tuple(wavs.shape)}")
+            wavs = list(wavs)
+        checked = [self._check_wav(w, sample_rate, what=f"wav[{i}]") for i, w in enumerate(wavs)]
+        hops = [-(-w.numel() // self.hop_length) + (1 if self.extra_hop else 0) for w in checked]
+        results: list[Encoded | None] = [None] * len(checked)
+        for n_hops in sorted(set(hops)):
+            members = [i for i, h in enumerate(hops) if h == n_hops]
+            length = n_hops * self.hop_length
+            batch = torch.zeros(len(members), 1, length)
+            for row, i in enumerate(members):
+                batch[row, 0, : checked[i].numel()] = checked[i]
+            tokens = self.encode_tokens(batch).cpu()
+            for row, i in enumerate(members):
+                results[i] = Encoded(
+                    codes=tokens[row].T.contiguous(),
+                    vocab_sizes=self.vocab_sizes,
+                    frame_rate=self.frame_rate,
+                    payload_bytes=None,
+                    num_samples=checked[i].numel(),
+                )
+        return results  # type: ignore[return-value]
+
+    # ---- decode ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Waveform from tokens: unpack -> grid values -> decoder.
+
+        Args:
+            tokens: [B, T, n_streams] integer tokens.
+        Returns:
+            wav [B, hop*T + 384] float32 on the codec's device (untrimmed decoder output).
+        """
+        m = self.config.model
+        idx = unpack(tokens.to(self.device), m.fsq_radices, m.pack_group, m.pack_order)
+        with _eval_mode(self):
+            return self.decoder(self.fsq.dequantize(idx))[:, 0]
+
+    def _check_encoded(self, enc: Encoded, what: str) -> None:
+        if not isinstance(enc, Encoded) or enc.codes is None:
+            raise ValueError(f"{what}: expected an Encoded with token codes, got {type(enc).__name__}")
+        if tuple(enc.vocab_sizes) != self.vocab_sizes:
+            raise ValueError(
+                f"{what}: tokens have vocab sizes {tuple(enc.vocab_sizes)} but {self.name} uses {self.vocab_sizes}"
+            )
+        if not math.isclose(enc.frame_rate, self.frame_rate):
+            raise ValueError(f"{what}: frame rate {enc.frame_rate} Hz does not match {self.name}'s {self.frame_rate} Hz")
+        if enc.codes.shape[1] < 1:
+            raise ValueError(f"{what}: no frames to decode")
+        if enc.codes.dtype.is_floating_point:
+            raise ValueError(f"{what}: codes must be integers, got {enc.codes.dtype}")
+
+    def decode(self, enc: Encoded) -> torch.Tensor:
+        """Decode one utterance to a float32 CPU waveform of exactly ``enc.num_samples`` samples."""
+        return self.decode_batch([enc])[0]
+
+    def decode_batch(self, encs: Sequence[Encoded]) -> list[torch.Tensor]:
+        """Decode several utterances, batching those with the same number of frames.
+
+        Returns:
+            one float32 CPU waveform [num_samples] per input, in order (trimmed, or zero-padded
+            when the decoder output is shorter, which happens only with extra_hop=False).
+        """
+        for i, enc in enumerate(encs):
+            self._check_encoded(enc, f"encoded[{i}]")
+        frames = [enc.codes.shape[1] for enc in encs]
+        results: list[torch.Tensor | None] = [None] * len(encs)
+        for n in sorted(set(frames)):
+            members = [i for i, f in enumerate(frames) if f == n]
+            tokens = torch.stack([encs[i].codes.T.long() for i in members])
+            wav = self.decode_tokens(tokens).float().cpu()
+            for row, i in enumerate(members):
+                out = wav[row, : encs[i].num_samples]
+                if out.numel() < encs[i].num_samples:
+                    out = torch.nn.functional.pad(out, (0, encs[i].num_samples - out.numel()))
+                results[i] = out.clone()
+        return results  # type: ignore[return-value]
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the weights as safetensors with the config JSON in the metadata."""
+        from safetensors.torch import save_file
+
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        metadata = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": json.dumps(config_to_dict(self.config)),
+            "extra_hop": json.dumps(self.extra_hop),
+        }
+        save_file(state, str(path), metadata=metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "JEPACodec":
+        """Load a checkpoint written by :meth:`save` (strictly: every tensor must match)."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"JEPA-DAAM checkpoint {path} does not exist")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+        except Exception as err:  # safetensors raises its own error types for corrupt headers
+            raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+        if metadata.get("format") != CHECKPOINT_FORMAT or "config" not in metadata:
+            raise ValueError(f"{path} is not a JEPACodec checkpoint (metadata format={metadata.get('format')!r})")
+        codec = cls(config_from_dict(json.loads(metadata["config"])),
+                    extra_hop=json.loads(metadata.get("extra_hop", "true")))
+        codec.load_state_dict(load_file(str(path)), strict=True)
+        return codec.to(device).eval()
+
+    @classmethod
+    def from_stage1(cls, jepa_module: nn.Module, cfg: JEPADAAMConfig, extra_hop: bool = True) -> "JEPACodec":
+        """A codec whose encoder is a copy of the Stage-1 online (context) encoder; the decoder
+        is freshly initialised."""
+        codec = cls(cfg, extra_hop=extra_hop)
+        codec.encoder.load_state_dict(jepa_module.context_encoder.state_dict(), strict=True)
+        return codec
+
+
+# ---- token files -------------------------------------------------------------------------------
+
+def save_tokens(enc: Encoded, path: str | Path, sample_rate: int, config_id: str, checkpoint_sha256: str = "") -> None:
+    """Write an Encoded as a .tokens file: an uncompressed NumPy .npz archive holding
+    ``codes`` [n_streams, n_frames] (uint16 when every vocabulary fits, else int64),
+    ``vocab_sizes``, ``num_samples``, ``sample_rate``, ``frame_rate``, ``config_hash``,
+    ``checkpoint_sha256``, ``format`` and ``format_version``."""
+    codes = enc.codes.cpu().numpy()
+    dtype = np.uint16 if max(enc.vocab_sizes) <= 1 << 16 else np.int64
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        codes=codes.astype(dtype),
+        vocab_sizes=np.asarray(enc.vocab_sizes, dtype=np.int64),
+        num_samples=np.int64(enc.num_samples),
+        sample_rate=np.int64(sample_rate),
+        frame_rate=np.float64(enc.frame_rate),
+        config_hash=np.str_(config_id),
+        checkpoint_sha256=np.str_(checkpoint_sha256),
+        format=np.str_(TOKENS_FORMAT),
+        format_version=np.str_(FORMAT_VERSION),
+    )
+    Path(path).write_bytes(buf.getvalue())
+
+
+def load_tokens(path: str | Path) -> tuple[Encoded, dict[str, str | int]]:
+    """Read a .tokens file. Returns (Encoded, metadata with sample_rate, config_hash, checkpoint_sha256)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"token file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            fields = {k: data[k] for k in data.files}
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable .tokens (npz) file: {err}") from err
+    if str(fields.get("format", "")) != TOKENS_FORMAT:
+        raise ValueError(f"{path} is not a JEPA-DAAM token file (format={fields.get('format')!r})")
+    enc = Encoded(
+        codes=torch.from_numpy(fields["codes"].astype(np.int64)),
+        vocab_sizes=tuple(int(v) for v in fields["vocab_sizes"]),
+        frame_rate=float(fields["frame_rate"]),
+        payload_bytes=None,
+        num_samples=int(fields["num_samples"]),
+    )
+    meta = {"sample_rate": int(fields["sample_rate"]), "config_hash": str(fields["config_hash"]),
+            "checkpoint_sha256": str(fields["checkpoint_sha256"])}
+    return enc, meta
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+def _resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _load_codec(args: argparse.Namespace) -> tuple[JEPACodec, str]:
+    if args.checkpoint is None:
+        if not DEFAULT_CHECKPOINT.is_file():
+            raise ValueError(f"no --checkpoint given and the bundled checkpoint {DEFAULT_CHECKPOINT} is missing; "
+                             "train one with `python -m jepa.train` and pass --checkpoint PATH")
+        args.checkpoint = DEFAULT_CHECKPOINT
+    return JEPACodec.load(args.checkpoint, _resolve_device(args.device)), file_sha256(args.checkpoint)
+
+
+def _cmd_encode(args: argparse.Namespace) -> None:
+    from jepa.audio import load_audio
+
+    codec, ckpt_sha = _load_codec(args)
+    wav, sr = load_audio(args.input, target_sr=codec.sample_rate)
+    enc = codec.encode(torch.from_numpy(wav), sample_rate=sr)
+    save_tokens(enc, args.output, codec.sample_rate, config_hash(codec.config), ckpt_sha)
+    seconds = enc.num_samples / codec.sample_rate
+    print(f"{args.input}: {seconds:.2f} s -> {enc.codes.shape[1]} frames x {enc.codes.shape[0]} tokens "
+          f"({enc.codes.numel() / seconds:.1f} tokens/s) -> {args.output}")
+
+
+def _cmd_decode(args: argparse.Namespace) -> None:
+    import soundfile as sf
+
+    codec, ckpt_sha = _load_codec(args)
+    enc, meta = load_tokens(args.input)
+    if meta["config_hash"] != config_hash(codec.config):
+        raise ValueError(f"{args.input} was made by a model with config hash {meta['config_hash']}, "
+                         f"but the checkpoint has {config_hash(codec.config)}")
+    if meta["checkpoint_sha256"] and meta["checkpoint_sha256"] != ckpt_sha and not args.allow_other_checkpoint:
+        raise ValueError(f"{args.input} was encoded with a different checkpoint (sha256 "
+                         f"{meta['checkpoint_sha256'][:12]}...); pass --allow-other-checkpoint to decode anyway")
+    wav = codec.decode(enc)
+    sf.write(args.output, wav.numpy(), codec.sample_rate)
+    print(f"{args.input}: {enc.codes.shape[1]} frames -> {wav.numel() / codec.sample_rate:.2f} s -> {args.output}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jepa.codec", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("encode", "audio file -> .tokens"), ("decode", ".tokens -> audio file")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("input", type=Path)
+        p.add_argument("output", type=Path)
+        p.add_argument("--checkpoint", type=Path, default=None,
+                       help=f"JEPACodec safetensors (default: {DEFAULT_CHECKPOINT.name} bundled in jepa/checkpoints)")
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+        if name == "decode":
+            p.add_argument("--allow-other-checkpoint", action="store_true",
+                           help="decode even if the tokens came from a different checkpoint file")
+    args = parser.parse_args(argv)
+    try:
+        (_cmd_encode if args.command == "encode" else _cmd_decode)(args)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
