@@ -297,14 +297,28 @@ class CodeVersion:
     label: str
 
 
+def _package_version() -> str:
+    """Installed version of jepa-daam, else the version in the checkout's pyproject.toml."""
+    try:
+        return importlib.metadata.version("jepa-daam")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:
+        return "0+unknown"
+    try:
+        with open(Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as f:
+            return str(tomllib.load(f)["project"]["version"])
+    except (OSError, KeyError, tomllib.TOMLDecodeError):
+        return "0+unknown"
+
+
 def code_version() -> CodeVersion:
     """The :class:`CodeVersion` of the code now importable (a changed file changes it)."""
     codec = _source_digest([*_package_files("baselines"), *_package_files("jepa"), Path(__file__)])
     metric = _source_digest(_package_files("metrics"))
-    try:
-        version = importlib.metadata.version("jepa-daam")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0+unknown"
+    version = _package_version()
     both = hashlib.sha256((codec + metric).encode()).hexdigest()[:12]
     return CodeVersion(codec=codec, metrics=metric, label=f"{version}+src.{both}")
 

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -131,14 +132,44 @@ def row_key(row: Mapping[str, Any]) -> tuple[str, str]:
     return (str(row["codec"]), str(row["utt_id"]))
 
 
+def _truncate_partial_line(path: Path) -> int:
+    """Cut an incomplete last line (no trailing newline) off ``path``; returns bytes removed."""
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        pos = size
+        block = 1 << 16
+        while pos > 0:  # scan backwards for the last newline
+            start = max(0, pos - block)
+            f.seek(start)
+            chunk = f.read(pos - start)
+            i = chunk.rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            pos = start
+        else:
+            keep = 0
+        if keep < size:
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        return size - keep
+
+
 class ResultsWriter:
     """Append-only writer of ``results.jsonl`` with whole-line atomic appends.
 
     Each :meth:`append` serialises the row, encodes it with its newline, and hands the complete
     line to one ``os.write`` on a file opened with ``O_APPEND``, followed by ``fsync``. A crash
     can therefore leave at most one incomplete *last* line, which :func:`load_rows` drops.
-    If the existing file ends without a newline (a previous crash), the stray bytes are
-    terminated first so the new row starts on a line of its own.
+    If the existing file ends in such a line (a previous run was killed mid-write), it is cut
+    off when the writer opens the file, so new rows start on a line of their own and every
+    line of the file stays a complete JSON object.
+
+    Attributes:
+        dropped_partial: bytes of an incomplete last line removed on opening (0 normally).
 
     Args:
         path: the ``results.jsonl`` file (created with its folder if missing).
@@ -150,12 +181,7 @@ class ResultsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        size = os.fstat(self._fd).st_size
-        if size > 0:
-            with open(self.path, "rb") as f:
-                f.seek(size - 1)
-                if f.read(1) != b"\n":
-                    self._write_all(b"\n")
+        self.dropped_partial = _truncate_partial_line(self.path)
 
     def _write_all(self, data: bytes) -> None:
         """One ``os.write`` for the whole line; loop only if the OS reports a short write."""
@@ -216,8 +242,9 @@ def read_rows(path: Path) -> tuple[list[dict[str, Any]], LoadReport]:
 
     A final line without a trailing newline is an interrupted append and is dropped (it is
     never parsed, even when it happens to be valid JSON, because its write was not complete).
-    Complete lines that are not valid JSON objects are skipped and reported; they cannot be
-    produced by :class:`ResultsWriter`, so they mean the file was edited by hand.
+    Complete lines that are not valid JSON objects are skipped and reported; :class:`ResultsWriter`
+    never produces them (it cuts a crash's partial line off before appending), so they mean the
+    file was edited by hand or written by another program.
 
     Args:
         path: a ``results.jsonl`` file, or a run folder that holds one. Missing -> no rows.
@@ -345,7 +372,7 @@ class ResultCache:
             with np.load(path, allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
             values = json.loads(arrays.pop(self._VALUES).tobytes().decode("utf-8"))
-        except (OSError, ValueError, KeyError):  # a foreign or damaged file counts as a miss
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: a miss
             self.misses += 1
             return None
         self.hits += 1

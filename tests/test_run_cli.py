@@ -1,0 +1,166 @@
+"""`python -m benchmarks.run` end to end on real eval utterances (pcm and Opus 12k)."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run, store
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: Short real utterances from ../shared/data/eval (1.1 s - 2.1 s, with transcripts).
+SHORT_IDS = ("ps_cards_001", "ps_cards_003", "1089-134691-0000")
+MANIFEST_COLUMNS = ("id", "set", "path", "sample_rate", "num_samples", "duration_s", "speaker", "transcript", "license")
+
+
+def write_manifest(folder: Path, eval_rows: list[dict[str, str]], ids: tuple[str, ...],
+                   extra: list[dict[str, str]] = ()) -> Path:
+    """A TSV manifest (shared/data layout) of the given eval ids with absolute paths, plus ``extra`` rows."""
+    by_id = {r["id"]: r for r in eval_rows}
+    eval_dir = REPO_ROOT.parent / "shared" / "data" / "eval"
+    rows = [{**by_id[i], "path": str(eval_dir / by_id[i]["path"])} for i in ids] + list(extra)
+    path = folder / "manifest.tsv"
+    lines = ["\t".join(MANIFEST_COLUMNS)] + ["\t".join(r.get(c, "") for c in MANIFEST_COLUMNS) for r in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def call_main(argv: list[str]) -> tuple[int, str, str]:
+    """Run ``benchmarks.run.main`` in-process; returns (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = run.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory, eval_rows):
+    """One run over 3 good utterances + a missing file + a wrong manifest duration."""
+    tmp = tmp_path_factory.mktemp("cli")
+    good = {r["id"]: r for r in eval_rows}["ps_cards_003"]
+    bad = [
+        {**good, "id": "broken_path", "path": str(tmp / "no_such_file.flac")},
+        {**good, "id": "wrong_duration", "path": str(REPO_ROOT.parent / "shared/data/eval" / good["path"]),
+         "duration_s": "9.999"},
+    ]
+    manifest = write_manifest(tmp, eval_rows, SHORT_IDS, bad)
+    out = tmp / "run"
+    code, stdout, stderr = call_main(["--codecs", "pcm,opus@12k", "--data", str(manifest), "--out", str(out),
+                                      "--cache-dir", str(tmp / "cache"), "--no-asr", "--device", "auto"])
+    return {"code": code, "stdout": stdout, "stderr": stderr, "out": out, "manifest": manifest}
+
+
+def test_exit_status_and_files(cli_run) -> None:
+    assert cli_run["code"] == 0, cli_run["stderr"]
+    names = {p.name for p in cli_run["out"].iterdir()}
+    assert {"results.jsonl", "summary.csv", "summary.md", "manifest.json", "skipped.json"} <= names
+    assert json.loads((cli_run["out"] / "skipped.json").read_text()) == []
+
+
+def test_one_row_per_codec_and_utterance(cli_run) -> None:
+    rows = store.load_rows(cli_run["out"])
+    ids = (*SHORT_IDS, "broken_path", "wrong_duration")
+    assert sorted(store.row_key(r) for r in rows) == sorted((c, u) for c in ("pcm", "opus@12k") for u in ids)
+    assert len(cli_run["out"].joinpath("results.jsonl").read_text().splitlines()) == len(rows)  # no duplicates
+    required = ("codec", "utt_id", "set", "path", "duration_s", "status", "error", "pesq_wb", "pesq_nb", "stoi",
+                "estoi", "si_sdr", "si_sdr_aligned", "delay_ms", "mel_distance", "bitrate_measured",
+                "bitrate_nominal", "tokens_per_s", "frames_per_s", "encode_s", "decode_s", "encode_rtf",
+                "decode_rtf", "n_streams", "n_frames", "codec_sample_rate", "code_version")
+    for r in rows:
+        if r["status"] == "ok":
+            assert not [k for k in required if k not in r], r["utt_id"]
+
+
+def test_metric_values_are_plausible(cli_run) -> None:
+    ok = {store.row_key(r): r for r in store.load_rows(cli_run["out"]) if r["status"] == "ok"}
+    assert len(ok) == 2 * len(SHORT_IDS)
+    for utt in SHORT_IDS:
+        pcm, opus = ok[("pcm", utt)], ok[("opus@12k", utt)]
+        assert pcm["pesq_wb"] > 4.4 and pcm["stoi"] > 0.99 and pcm["bitrate_measured"] == 256000.0
+        assert pcm["codec_sample_rate"] == 16000 and opus["codec_sample_rate"] == 48000
+        assert 1.0 < opus["pesq_wb"] < pcm["pesq_wb"]
+        assert abs(opus["bitrate_measured"] / 12000 - 1) < 0.25  # VBR on 1-2 s clips
+        assert opus["encode_rtf"] > 0 and opus["decode_rtf"] > 0
+        assert math.isnan(opus["tokens_per_s"]) and opus["tokens_per_s_error"]
+        assert "wer" not in opus  # --no-asr
+        assert pcm["from_cache"] is False
+
+
+def test_bad_inputs_become_error_rows(cli_run) -> None:
+    rows = {store.row_key(r): r for r in store.load_rows(cli_run["out"])}
+    for codec in ("pcm", "opus@12k"):
+        broken = rows[(codec, "broken_path")]
+        assert broken["status"] == "error"
+        assert "no_such_file.flac" in broken["error"] and "not found" in broken["error"]
+        assert "\n" not in broken["error"] and broken["error_stage"] == "load"
+        wrong = rows[(codec, "wrong_duration")]
+        assert wrong["status"] == "error" and "9.999" in wrong["error"] and "duration" in wrong["error"]
+
+
+def test_summary_table_printed_and_written(cli_run) -> None:
+    stdout = cli_run["stdout"]
+    pcm_line = next(line for line in stdout.splitlines() if line.startswith("| pcm |"))
+    assert "3 / 2" in pcm_line  # 3 ok, 2 failed
+    assert any(line.startswith("| opus@12k |") for line in stdout.splitlines())
+    assert "PESQ-WB" in stdout and "cache" in stdout
+    assert (cli_run["out"] / "summary.md").read_text().count("| opus@12k |") == 1
+    assert "opus@12k" in (cli_run["out"] / "summary.csv").read_text()
+
+
+def test_manifest_records_provenance(cli_run) -> None:
+    m = json.loads((cli_run["out"] / "manifest.json").read_text())
+    assert m["status"] == "finished" and m["device"].startswith("cpu")
+    assert m["resampler"].startswith("soxr VHQ") and m["seeds"]["torch"] == 0
+    assert m["packages"]["torch"] and m["asr"] is None and m["args"]["codecs"] == "pcm,opus@12k"
+    first = m["data"][0]
+    assert first["sha256"] == hashlib.sha256(Path(first["path"]).read_bytes()).hexdigest()
+    assert {d["utt_id"]: d["sha256"] for d in m["data"]}["broken_path"] is None
+
+
+def test_unknown_codec_is_a_one_line_user_error(tmp_path, eval_rows) -> None:
+    manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
+    for spec, expected in (("nosuch@1k", "unknown codec family 'nosuch'"), ("opus@7k", "opus@12k")):
+        code, stdout, stderr = call_main(["--codecs", spec, "--data", str(manifest), "--out", str(tmp_path / "o")])
+        assert code == 2 and stdout == ""
+        assert stderr.startswith("error: ") and stderr.count("\n") == 1 and expected in stderr, stderr
+    assert not (tmp_path / "o" / "results.jsonl").exists()
+
+
+def test_missing_data_path_is_a_one_line_user_error(tmp_path) -> None:
+    code, _, stderr = call_main(["--codecs", "pcm", "--data", str(tmp_path / "nothing.tsv")])
+    assert code == 2 and stderr == f"error: --data path not found: {tmp_path / 'nothing.tsv'}\n"
+
+
+def test_entry_point_prints_no_traceback(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--codecs", "pcm", "--data",
+                           str(tmp_path / "missing"), "--no-asr"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: --data path not found: {tmp_path / 'missing'}"]
+
+
+def test_missing_asr_model_gives_nan_with_reason(tmp_path, eval_rows) -> None:
+    manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
+    code, _, stderr = call_main(["--codecs", "pcm", "--data", str(manifest), "--out", str(tmp_path / "o"),
+                                 "--cache-dir", str(tmp_path / "c"), "--asr", "faster-whisper:/no/such/model",
+                                 "--no-report"])
+    assert code == 0, stderr
+    (row,) = store.load_rows(tmp_path / "o")
+    assert row["status"] == "ok" and row["pesq_wb"] > 4.4
+    for key in ("wer", "cer", "dwer"):
+        assert math.isnan(row[key]) and "ASR unavailable" in row[f"{key}_error"]
+
+
+def test_resolve_device() -> None:
+    import torch
+
+    assert run.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(run.UserError, match="auto, cpu, cuda"):
+        run.resolve_device("tpu")
