@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from baselines.base import Encoded
 from jepa.config import JEPADAAMConfig, config_from_dict, config_to_dict
@@ -233,7 +234,7 @@ class JEPACodec(nn.Module):
         """
         m = self.config.model
         idx = unpack(tokens.to(self.device), m.fsq_radices, m.pack_group, m.pack_order)
-        with _eval_mode(self):
+        with _eval_mode(self), parametrize.cached():  # weight norm computed once per call
             return self.decoder(self.fsq.dequantize(idx))[:, 0]
 
     def _check_encoded(self, enc: Encoded, what: str) -> None:

@@ -24,6 +24,9 @@ def ema_update(target: nn.Module, online: nn.Module, tau: float) -> None:
     if t_params.keys() != o_params.keys():
         raise ValueError("ema_update: target and online modules have different parameters")
     for name, p_t in t_params.items():
+        if p_t.shape != o_params[name].shape:
+            raise ValueError(f"ema_update: parameter {name} has shape {tuple(p_t.shape)} in the target but "
+                             f"{tuple(o_params[name].shape)} in the online module")
         p_t.lerp_(o_params[name].detach().to(p_t.dtype), 1.0 - tau)
     o_buffers = dict(online.named_buffers())
     for name, b_t in target.named_buffers():

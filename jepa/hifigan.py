@@ -30,7 +30,10 @@ class MRF(nn.Module):
         self.blocks = nn.ModuleList(ResBlock1(channels, k, dilations) for k in kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([block(x) for block in self.blocks]).mean(dim=0)
+        out = self.blocks[0](x)
+        for block in self.blocks[1:]:
+            out = out + block(x)
+        return out / len(self.blocks)
 
 
 class UpsampleStage(nn.Module):
