@@ -18,7 +18,8 @@
 Only the list is built here; no audio is decoded. Problems with the data set as a whole (missing
 path, a manifest without an ``id`` or ``path`` column, a malformed line, duplicate ids, nothing
 found) raise :class:`DatasetError` with a one-line message. A manifest row whose audio file is
-missing stays in the list: loading that utterance with :func:`load_utterance` raises
+missing stays in the list: loading that utterance with :func:`load_utterance` (or
+:func:`read_utterance`) raises
 ``jepa.audio.AudioError`` naming the file, so a benchmark run records a per-utterance error and
 carries on.
 
@@ -29,13 +30,14 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jepa.audio import AUDIO_EXTENSIONS, AudioError, read_audio
+from jepa.audio import AUDIO_EXTENSIONS, AudioError, AudioInfo, DownmixWarning, read_audio
 
 __all__ = [
     "DURATION_TOLERANCE_S",
@@ -45,6 +47,7 @@ __all__ = [
     "load_utterance",
     "read_jsonl_manifest",
     "read_tsv_manifest",
+    "read_utterance",
     "scan_folder",
 ]
 
@@ -296,15 +299,16 @@ def load_dataset(spec: str | Path, limit: int | None = None) -> list[Utterance]:
     return utterances[:limit] if limit is not None else utterances
 
 
-def load_utterance(utt: Utterance, target_sr: int | None = None) -> tuple[np.ndarray, int]:
-    """Decode an utterance's audio (mono float32 [T]) and check it against its manifest entry.
+def read_utterance(utt: Utterance, target_sr: int | None = None) -> tuple[np.ndarray, AudioInfo]:
+    """Decode an utterance's audio and check it against its manifest entry.
 
     Args:
         utt: the utterance.
         target_sr: resample to this rate in Hz (soxr VHQ); None keeps the file's rate.
 
     Returns:
-        (wav, sample_rate).
+        (wav, info): mono float32 [T] at ``info.sample_rate`` Hz, and what ``read_audio`` found
+        (source rate, channels, whether it was downmixed, peak).
 
     Raises:
         AudioError: the file is missing/empty/corrupt/non-audio/non-finite (see
@@ -316,5 +320,20 @@ def load_utterance(utt: Utterance, target_sr: int | None = None) -> tuple[np.nda
         raise AudioError(
             f"{utt.path}: duration mismatch: manifest says {utt.duration_s:.3f} s, "
             f"file holds {info.duration_s:.3f} s"
+        )
+    return wav, info
+
+
+def load_utterance(utt: Utterance, target_sr: int | None = None) -> tuple[np.ndarray, int]:
+    """:func:`read_utterance` returning ``(wav, sample_rate)``; a multichannel file emits a
+    ``jepa.audio.DownmixWarning`` naming it (as ``jepa.audio.load_audio`` does).
+
+    Raises:
+        AudioError: see :func:`read_utterance`.
+    """
+    wav, info = read_utterance(utt, target_sr)
+    if info.downmixed:
+        warnings.warn(
+            f"{info.path}: {info.channels} channels averaged to mono", DownmixWarning, stacklevel=2
         )
     return wav, info.sample_rate

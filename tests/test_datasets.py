@@ -16,8 +16,9 @@ from benchmarks.datasets import (
     Utterance,
     load_dataset,
     load_utterance,
+    read_utterance,
 )
-from jepa.audio import AudioError
+from jepa.audio import AudioError, DownmixWarning
 
 HEADER = "id\tset\tpath\tsample_rate\tnum_samples\tduration_s\tspeaker\ttranscript\tlicense"
 
@@ -65,6 +66,18 @@ def test_load_utterance_checks_manifest_duration(eval_manifest, eval_rows):
     wrong = Utterance(utt.id, utt.path, duration_s=utt.duration_s + 1.0)
     with pytest.raises(AudioError, match=r"duration mismatch: manifest says 16\.000 s, file holds 15\.000 s"):
         load_utterance(wrong)
+
+
+def test_stereo_utterance_downmix_reported(tmp_path, eval_manifest, eval_rows):
+    x, sr = sf.read(eval_manifest.parent / eval_rows[0]["path"], dtype="float32")
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([x, -x], axis=1), sr, subtype="PCM_16")
+    utt = Utterance("stereo", path, duration_s=float(eval_rows[0]["duration_s"]))
+    wav, info = read_utterance(utt)
+    assert info.downmixed and info.channels == 2
+    assert np.abs(wav).max() < 1e-4  # (x + -x) / 2: the anti-phase channels cancel
+    with pytest.warns(DownmixWarning, match="stereo.wav: 2 channels"):
+        load_utterance(utt)
 
 
 def test_row_with_wrong_path_stays_and_fails_alone(tmp_path, eval_manifest, eval_rows):
