@@ -30,14 +30,13 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jepa.audio import AUDIO_EXTENSIONS, AudioError, AudioInfo, DownmixWarning, read_audio
+from jepa.audio import AUDIO_EXTENSIONS, AudioError, AudioInfo, read_audio, warn_if_downmixed
 
 __all__ = [
     "DURATION_TOLERANCE_S",
@@ -332,8 +331,5 @@ def load_utterance(utt: Utterance, target_sr: int | None = None) -> tuple[np.nda
         AudioError: see :func:`read_utterance`.
     """
     wav, info = read_utterance(utt, target_sr)
-    if info.downmixed:
-        warnings.warn(
-            f"{info.path}: {info.channels} channels averaged to mono", DownmixWarning, stacklevel=2
-        )
+    warn_if_downmixed(info, stacklevel=3)
     return wav, info.sample_rate

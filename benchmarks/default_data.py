@@ -190,7 +190,10 @@ def _manifest_is_current(folder: Path, sentences: list[tuple[str, str]]) -> bool
     manifest = folder / "manifest.tsv"
     if not manifest.is_file():
         return False
-    lines = manifest.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
     if not lines or tuple(lines[0].split("\t")) != _MANIFEST_COLUMNS:
         return False
     rows = [dict(zip(_MANIFEST_COLUMNS, line.split("\t"))) for line in lines[1:] if line]

@@ -40,6 +40,7 @@ __all__ = [
     "load_audio",
     "read_audio",
     "resample",
+    "warn_if_downmixed",
 ]
 
 #: The one resampler used everywhere; recorded in every results manifest.
@@ -319,11 +320,22 @@ def load_audio(path: str | Path, target_sr: int | None = None) -> tuple[np.ndarr
         AudioError: see :func:`read_audio`.
     """
     wav, info = read_audio(path, target_sr)
+    warn_if_downmixed(info, stacklevel=3)
+    return wav, info.sample_rate
+
+
+def warn_if_downmixed(info: AudioInfo, stacklevel: int = 2) -> None:
+    """Emit a :class:`DownmixWarning` naming the file when ``info`` says it was downmixed.
+
+    Args:
+        info: what :func:`read_audio` reported.
+        stacklevel: passed to ``warnings.warn`` (2 = the caller of this function).
+    """
     if info.downmixed:
         warnings.warn(
-            f"{info.path}: {info.channels} channels averaged to mono", DownmixWarning, stacklevel=2
+            f"{info.path}: {info.channels} channels averaged to mono", DownmixWarning,
+            stacklevel=stacklevel,
         )
-    return wav, info.sample_rate
 
 
 def audio_checksum(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
