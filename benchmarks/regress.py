@@ -1,0 +1,312 @@
+"""Regression check: re-run the committed reference configuration and compare per-codec means.
+
+The reference lives in ``results/reference/``:
+
+* ``regress_config.json`` -- codecs, utterance ids (from ``../shared/data/eval``), extra runner
+  arguments, and one tolerance per compared summary column;
+* ``run/`` -- the committed reference run (``results.jsonl``, ``summary.*``, ``manifest.json``).
+
+``python -m benchmarks.regress`` runs ``python -m benchmarks.run`` on that configuration (fresh
+cache, ``--force``), summarises both runs with :func:`benchmarks.report.summarize`, prints a diff
+table and exits 1 when any value moved outside its tolerance -- in either direction: a change that
+looks like an improvement is still a change to explain, and ``--update`` records it on purpose.
+
+Tolerance kinds (per summary column, e.g. ``pesq_wb_mean`` or ``wer_corpus``):
+
+* ``{"abs": 0.1}``  -- |current - reference| <= 0.1 (PESQ, STOI, WER ...);
+* ``{"rel": 0.02}`` -- |current - reference| <= 0.02 * |reference| (bitstream bitrates);
+* ``{"exact": true}`` -- equal up to 1e-9 (token counts, token rates).
+``"exact_for_token_codecs": true`` makes a relative band exact for codecs with tokens
+(``tokens_per_s`` > 0 in the reference), whose bitrate follows from vocabulary sizes and frame rate.
+A ``"better"`` key (``"higher"`` / ``"lower"``) only labels a change as REGRESSED or IMPROVED.
+
+Usage::
+
+    python -m benchmarks.regress                       # run, compare with results/reference/run
+    python -m benchmarks.regress --compare RUN_DIR     # compare an existing run only
+    python -m benchmarks.regress --update              # re-run and overwrite results/reference/run
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks import report
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_REFERENCE = REPO_ROOT / "results" / "reference" / "run"
+DEFAULT_CONFIG = REPO_ROOT / "results" / "reference" / "regress_config.json"
+#: Files of a run that make up the committed reference.
+REFERENCE_FILES = ("results.jsonl", "manifest.json", "skipped.json", "summary.csv", "summary.md", "summary.tex")
+#: Bootstrap resamples for the summaries compared here (CIs are not compared; keep it cheap).
+_N_BOOT = 200
+_EXACT_EPS = 1e-9
+#: Statuses that pass the check.
+PASSING = ("ok", "extra")
+EXTRA = "extra"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed deviation of one summary column (see the module docstring)."""
+
+    column: str
+    abs: float | None = None
+    rel: float | None = None
+    exact: bool = False
+    exact_for_token_codecs: bool = False
+    better: str | None = None  # "higher" | "lower" | None
+
+    def allowed(self, reference: float, token_codec: bool) -> float:
+        """Largest |current - reference| that passes."""
+        if self.exact or (self.exact_for_token_codecs and token_codec):
+            return _EXACT_EPS
+        if self.abs is not None:
+            return self.abs
+        return (self.rel or 0.0) * abs(reference)
+
+    def describe(self, token_codec: bool) -> str:
+        if self.exact or (self.exact_for_token_codecs and token_codec):
+            return "exact"
+        return f"±{self.abs:g}" if self.abs is not None else f"±{100 * (self.rel or 0.0):g}%"
+
+
+@dataclass(frozen=True)
+class RegressConfig:
+    """Parsed ``regress_config.json``."""
+
+    codecs: tuple[str, ...]
+    manifest: Path
+    ids: tuple[str, ...]
+    run_args: tuple[str, ...]
+    tolerances: tuple[Tolerance, ...]
+
+
+def load_config(path: str | Path = DEFAULT_CONFIG) -> RegressConfig:
+    """Read and validate the regression configuration.
+
+    Raises:
+        FileNotFoundError: no config at ``path``.
+        ValueError: a missing key or a malformed tolerance, naming the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: regression config not found")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("codecs", "data", "tolerances"):
+        if key not in raw:
+            raise ValueError(f"{path}: missing key {key!r} (needs codecs, data, tolerances)")
+    data = raw["data"]
+    if "manifest" not in data or not data.get("ids"):
+        raise ValueError(f"{path}: 'data' needs 'manifest' (path relative to the repo root) and a non-empty 'ids' list")
+    tolerances = []
+    for column, spec in raw["tolerances"].items():
+        if column.startswith("_"):
+            continue  # comment keys
+        unknown = set(spec) - {"abs", "rel", "exact", "exact_for_token_codecs", "better"}
+        if unknown or not ({"abs", "rel", "exact"} & set(spec)):
+            raise ValueError(f"{path}: tolerance for {column!r} must give one of abs/rel/exact; got {spec}")
+        if spec.get("better") not in (None, "higher", "lower"):
+            raise ValueError(f"{path}: tolerance {column!r}: 'better' must be 'higher' or 'lower'")
+        tolerances.append(Tolerance(column=column, abs=spec.get("abs"), rel=spec.get("rel"),
+                                    exact=bool(spec.get("exact", False)),
+                                    exact_for_token_codecs=bool(spec.get("exact_for_token_codecs", False)),
+                                    better=spec.get("better")))
+    manifest = Path(data["manifest"])
+    return RegressConfig(
+        codecs=tuple(raw["codecs"]),
+        manifest=manifest if manifest.is_absolute() else (REPO_ROOT / manifest).resolve(),
+        ids=tuple(data["ids"]),
+        run_args=tuple(raw.get("run_args", ())),
+        tolerances=tuple(tolerances),
+    )
+
+
+def write_subset_manifest(cfg: RegressConfig, out_path: Path) -> Path:
+    """Write a JSONL manifest with the configured utterances (absolute audio paths), in config order.
+
+    Raises:
+        FileNotFoundError: the source manifest is missing.
+        ValueError: an id of the config is not in the source manifest.
+    """
+    if not cfg.manifest.is_file():
+        raise FileNotFoundError(f"{cfg.manifest}: evaluation manifest not found (regress_config.json 'data.manifest')")
+    with open(cfg.manifest, newline="", encoding="utf-8") as f:
+        rows = {r["id"]: r for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
+    missing = [i for i in cfg.ids if i not in rows]
+    if missing:
+        raise ValueError(f"{cfg.manifest}: ids not found: {', '.join(missing)}")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "w", encoding="utf-8") as f:
+        for utt_id in cfg.ids:
+            row = rows[utt_id]
+            record: dict[str, Any] = {"id": utt_id, "path": str((cfg.manifest.parent / row["path"]).resolve())}
+            for key in ("set", "speaker", "transcript"):
+                if row.get(key):
+                    record[key] = row[key]
+            f.write(json.dumps(record) + "\n")
+    return out_path
+
+
+def run_reference_config(cfg: RegressConfig, out_dir: Path, work_dir: Path) -> Path:
+    """Run ``python -m benchmarks.run`` on the configuration into ``out_dir`` (fresh cache, --force).
+
+    Raises:
+        RuntimeError: the runner exited with a non-zero status (its output is included).
+    """
+    subset = write_subset_manifest(cfg, work_dir / "subset.jsonl")
+    cmd = [sys.executable, "-m", "benchmarks.run", "--codecs", ",".join(cfg.codecs), "--data", str(subset),
+           "--out", str(out_dir), "--cache-dir", str(work_dir / "cache"), "--force", "--no-report", *cfg.run_args]
+    print("running:", " ".join(cmd), flush=True)
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmarks.run exited with {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return out_dir
+
+
+def compare(reference: pd.DataFrame, current: pd.DataFrame, tolerances: tuple[Tolerance, ...]) -> pd.DataFrame:
+    """Diff two per-codec summaries (from :func:`benchmarks.report.summarize`).
+
+    Returns:
+        One row per (codec, column) with ``reference``, ``current``, ``delta``, ``tolerance`` and
+        ``status`` in {ok, extra, REGRESSED, IMPROVED, CHANGED, MISSING, NEW-FAILURES}; ``extra``
+        (a codec the reference does not have, not compared) passes, every capitalised status fails. Columns absent from both runs are not listed; a value
+        NaN in one run but not the other is CHANGED.
+    """
+    ref = reference.set_index("codec")
+    cur = current.set_index("codec")
+    out: list[dict[str, Any]] = []
+    for codec in ref.index:
+        if codec not in cur.index:
+            out.append(dict(codec=codec, column="(codec)", reference="present", current="missing",
+                            delta=math.nan, tolerance="", status="MISSING"))
+            continue
+        r, c = ref.loc[codec], cur.loc[codec]
+        status = "ok" if (c["n_ok"], c["n_failed"]) == (r["n_ok"], r["n_failed"]) else "NEW-FAILURES"
+        out.append(dict(codec=codec, column="n_ok / n_failed", reference=f"{r['n_ok']} / {r['n_failed']}",
+                        current=f"{c['n_ok']} / {c['n_failed']}", delta=math.nan, tolerance="exact", status=status))
+        token_codec = _finite(r.get("tokens_per_s_mean")) and float(r["tokens_per_s_mean"]) > 0
+        for tol in tolerances:
+            rv, cv = _value(r, tol.column), _value(c, tol.column)
+            if math.isnan(rv) and math.isnan(cv):
+                continue
+            out.append(_compare_value(codec, tol, rv, cv, token_codec))
+    for codec in cur.index.difference(ref.index, sort=False):
+        out.append(dict(codec=codec, column="(codec)", reference="absent", current="present",
+                        delta=math.nan, tolerance="", status=EXTRA))
+    return pd.DataFrame(out, columns=["codec", "column", "reference", "current", "delta", "tolerance", "status"])
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _value(row: pd.Series, column: str) -> float:
+    return float(row[column]) if column in row.index and _finite(row[column]) else math.nan
+
+
+def _compare_value(codec: str, tol: Tolerance, rv: float, cv: float, token_codec: bool) -> dict[str, Any]:
+    delta = cv - rv
+    if math.isnan(rv) or math.isnan(cv):
+        status = "CHANGED"
+    elif abs(delta) <= tol.allowed(rv, token_codec) + _EXACT_EPS:
+        status = "ok"
+    elif tol.better is None:
+        status = "CHANGED"
+    else:
+        worse = delta < 0 if tol.better == "higher" else delta > 0
+        status = "REGRESSED" if worse else "IMPROVED"
+    return dict(codec=codec, column=tol.column, reference=rv, current=cv, delta=delta,
+                tolerance=tol.describe(token_codec), status=status)
+
+
+def format_diff(diff: pd.DataFrame) -> str:
+    """The diff as a Markdown table (numbers to 4 significant digits)."""
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) and math.isfinite(v) else ("" if isinstance(v, float) else str(v))
+
+    table = diff.copy()
+    for col in ("reference", "current", "delta"):
+        table[col] = [fmt(v) for v in table[col]]
+    return report.to_markdown(table)
+
+
+def check(reference_dir: Path, current_dir: Path, cfg: RegressConfig, out_dir: Path | None = None) -> tuple[bool, pd.DataFrame]:
+    """Compare two run directories; write ``regress_diff.csv`` / ``.md`` into ``out_dir`` if given.
+
+    Returns:
+        (passed, diff frame).
+    """
+    ref = report.summarize(report.load_results(reference_dir), n_resamples=_N_BOOT)
+    cur = report.summarize(report.load_results(current_dir), n_resamples=_N_BOOT)
+    missing_ref = [c for c in cfg.codecs if c not in set(ref["codec"])]
+    if missing_ref:
+        raise ValueError(f"{reference_dir}: reference run lacks codecs {missing_ref}; regenerate it with --update")
+    diff = compare(ref, cur, cfg.tolerances)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        diff.to_csv(out_dir / "regress_diff.csv", index=False)
+        (out_dir / "regress_diff.md").write_text(format_diff(diff), encoding="utf-8")
+    return bool(diff["status"].isin(PASSING).all()), diff
+
+
+def update_reference(cfg: RegressConfig, reference_dir: Path, work_dir: Path) -> None:
+    """Re-run the configuration and replace the committed reference files in ``reference_dir``."""
+    fresh = run_reference_config(cfg, work_dir / "run", work_dir)
+    report.write_reports(fresh, plots=False)
+    reference_dir.mkdir(parents=True, exist_ok=True)
+    for name in REFERENCE_FILES:
+        if (fresh / name).is_file():
+            shutil.copy2(fresh / name, reference_dir / name)
+    print(f"reference updated in {reference_dir}; review and commit it")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI entry point: 0 = within tolerance, 1 = regression/change, 2 = usage or setup error."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.regress", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference", type=Path, default=DEFAULT_REFERENCE, help="reference run directory")
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="regress_config.json")
+    parser.add_argument("--out", type=Path, default=None, help="where the new run and the diff go (default: temp dir)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--compare", type=Path, metavar="RUN_DIR", help="compare an existing run; do not run anything")
+    mode.add_argument("--update", action="store_true", help="re-run and overwrite the reference run")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        with tempfile.TemporaryDirectory(prefix="regress-") as tmp:
+            work = args.out if args.out is not None else Path(tmp)
+            if args.update:
+                update_reference(cfg, args.reference, work)
+                return 0
+            current = args.compare if args.compare is not None else run_reference_config(cfg, work / "run", work)
+            passed, diff = check(args.reference, current, cfg, args.out)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(format_diff(diff))
+    bad = diff[~diff["status"].isin(PASSING)]
+    if passed:
+        print(f"regression check passed: {int((diff['status'] == 'ok').sum())} values within tolerance of {args.reference}")
+        return 0
+    print(f"regression check FAILED: {len(bad)} of {len(diff)} values outside tolerance "
+          f"({', '.join(sorted(set(bad['codec'])))}). If the change is intended, run "
+          "`python -m benchmarks.regress --update` and commit results/reference/run.", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
