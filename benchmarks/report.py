@@ -44,7 +44,8 @@ SUMMARY_STEM = "summary"
 ID_COLUMNS = ("codec", "utt_id", "set", "path", "status", "error", "code_version")
 #: Numeric columns that are not quality metrics: summarised in their own way or not at all.
 NON_METRIC_NUMERIC = frozenset(
-    {"duration_s", "codec_sample_rate", "n_streams", "n_frames", "encode_s", "decode_s", "bitrate_nominal"}
+    {"duration_s", "codec_sample_rate", "source_sample_rate", "n_streams", "n_frames", "encode_s", "decode_s",
+     "bitrate_nominal"}
 )
 #: Count-column suffixes used for corpus-level pooling (``wer_errors`` / ``wer_words`` ...).
 COUNT_SUFFIXES = ("_errors", "_words", "_chars")
