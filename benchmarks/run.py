@@ -486,7 +486,8 @@ class Runner:
         values = {
             "vocab_sizes": list(enc.vocab_sizes), "frame_rate": enc.frame_rate,
             "payload_bytes": enc.payload_bytes, "num_samples": enc.num_samples,
-            "padded_frames": enc.padded_frames, "decoded_samples": int(y.shape[0]),
+            "padded_frames": enc.padded_frames, "stream_groups": list(enc.stream_groups),
+            "decoded_samples": int(y.shape[0]),
             "encode_s": sw_enc.seconds, "decode_s": sw_dec.seconds, "device": self.cfg.device,
         }
         arrays = {"wav16k": wav16k}
@@ -553,6 +554,7 @@ class Runner:
                 vocab_sizes=tuple(values["vocab_sizes"]), frame_rate=float(values["frame_rate"]),
                 payload_bytes=values["payload_bytes"], num_samples=int(values["num_samples"]),
                 padded_frames=int(values["padded_frames"]),
+                stream_groups=tuple(values.get("stream_groups", ())),
             )
             duration = enc.num_samples / codec.sample_rate
             key = self.recon_key(codec, src)
@@ -804,6 +806,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if stats.summary:
         print(stats.summary)
+    for spec, reason in stats.skipped:
+        print(f"skipped {spec}: {reason}")
     cache = store.ResultCache(cfg.cache_dir)
     print(f"{stats.computed} rows computed, {stats.from_cache} from cache, {stats.resumed} already done, "
           f"{stats.errors} errors; {len(stats.skipped)} codecs skipped; wall time {stats.wall_s:.1f} s")
