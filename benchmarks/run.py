@@ -229,13 +229,16 @@ class AsrStage:
     """
 
     def __init__(self, spec: str, device: str, cache_dir: Path) -> None:
-        from metrics import asr as asr_module
-
-        self._asr = asr_module
         self.spec = spec
         self.backend: Any = None
         self.reason: str | None = None
         self.info: dict[str, Any] = {"spec": spec}
+        try:
+            from metrics import asr as asr_module
+        except ImportError as exc:  # a dependency of metrics.asr itself is missing
+            self.reason = f"ASR unavailable: metrics.asr cannot be imported ({type(exc).__name__}: {exc})"
+            return
+        self._asr = asr_module
         self.transcripts = asr_module.TranscriptCache(Path(cache_dir) / "transcripts")
         try:
             self.backend = asr_module.load_asr(spec, device=device)
@@ -255,7 +258,8 @@ class AsrStage:
         """WER/CER against ``reference``, dWER against the transcript of the original ``ref16``,
         the raw counts for corpus pooling and the hypothesis text (all 16 kHz float32 [T])."""
         if not self.available:
-            return dict(self._asr.unavailable_asr_metrics(str(self.reason)))
+            return {**{k: math.nan for k in ("wer", "cer", "dwer")},
+                    **{f"{k}_error": str(self.reason) for k in ("wer", "cer", "dwer")}}
         original = self._asr.transcribe_cached(self.backend, [ref16], self.transcripts)[0]
         hypothesis = self.backend.transcribe([est16])[0]
         return {**self._asr.utterance_asr_metrics(reference, hypothesis, original),
@@ -445,11 +449,12 @@ class Runner:
     # ---- stages ----------------------------------------------------------------------------
 
     def _warm_up(self, codec: Codec) -> None:
-        """One untimed encode/decode of 0.5 s of low-level noise, so timings exclude start-up."""
+        """One untimed encode/decode of 2 s of low-level noise, so timings exclude start-up
+        (lazy initialisation, kernel selection, allocator growth)."""
         if codec.name in self._warm:
             return
         self._warm.add(codec.name)
-        noise = np.random.default_rng(SEED).standard_normal(codec.sample_rate // 2).astype(np.float32) * 0.01
+        noise = np.random.default_rng(SEED).standard_normal(2 * codec.sample_rate).astype(np.float32) * 0.01
         try:
             with torch.inference_mode():
                 codec.decode(codec.encode(torch.from_numpy(noise)))
@@ -457,15 +462,22 @@ class Runner:
             warnings.warn(f"{codec.name}: warm-up failed ({type(exc).__name__}: {exc})", RuntimeWarning,
                           stacklevel=2)
 
-    def reconstruct(self, codec: Codec, src: Source, stage: list[str]) -> tuple[store.CacheEntry, bool]:
+    def reconstruct(self, codec: Codec, src: Source, key: str, stage: list[str]) -> tuple[store.CacheEntry, bool]:
         """Encode + decode ``src`` (or fetch the cached result).
+
+        The codec gets a CPU tensor [T] at its own rate; a codec built for CUDA moves it itself.
+
+        Args:
+            codec: the codec.
+            src: the loaded utterance.
+            key: :meth:`recon_key` of (codec, src).
+            stage: one-element list set to the step under way, so an error row can name it.
 
         Returns:
             (entry, from_cache). ``entry.arrays``: ``wav16k`` float32 [T16] (the reconstruction at
             ``METRIC_SR``) and, for token codecs, ``codes`` int64 [S, N]. ``entry.values``: the
             ``Encoded`` fields needed for bitrate math, ``encode_s``, ``decode_s``, ``device``.
         """
-        key = self.recon_key(codec, src)
         cached = self.cache.get("reconstruction", key)
         if cached is not None:
             return cached, True
@@ -545,7 +557,8 @@ class Runner:
         row["duration_s"] = src.duration_s
         stage = ["reconstruct"]
         try:
-            entry, from_cache = self.reconstruct(codec, src, stage)
+            key = self.recon_key(codec, src)
+            entry, from_cache = self.reconstruct(codec, src, key, stage)
             arrays, values = entry.arrays, entry.values
             stage[0] = "metrics"
             codes = arrays.get("codes")
@@ -557,20 +570,14 @@ class Runner:
                 stream_groups=tuple(values.get("stream_groups", ())),
             )
             duration = enc.num_samples / codec.sample_rate
-            key = self.recon_key(codec, src)
             est16 = arrays["wav16k"]
-            row.update(
-                status="ok", error=None,
-                source_sample_rate=int(src.sr),
-                **tokens.bitrate_columns(enc, duration, codec.nominal_bitrate()),
-                **tokens.token_rates(enc, duration),
-                padded_frames=enc.padded_frames,
-                encode_s=values["encode_s"], decode_s=values["decode_s"],
-                encode_rtf=speed.rtf(values["encode_s"], duration),
-                decode_rtf=speed.rtf(values["decode_s"], duration),
-                timing_device=values["device"],
-                **self.signal_columns(key, src.ref16, est16),
-            )
+            row.update(status="ok", error=None, source_sample_rate=int(src.sr))
+            row.update(tokens.bitrate_columns(enc, duration, codec.nominal_bitrate()))
+            row.update(tokens.token_rates(enc, duration), padded_frames=enc.padded_frames)
+            row.update(encode_s=values["encode_s"], decode_s=values["decode_s"],
+                       encode_rtf=speed.rtf(values["encode_s"], duration),
+                       decode_rtf=speed.rtf(values["decode_s"], duration), timing_device=values["device"])
+            row.update(self.signal_columns(key, src.ref16, est16))
             stage[0] = "asr"
             row.update(self.asr_columns(key, src, est16))
             if codes is not None:
