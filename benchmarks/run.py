@@ -685,13 +685,11 @@ def manifest_dict(cfg: RunConfig, version: CodeVersion, codecs: Sequence[Codec],
     }
 
 
-def _finished_predicate(asr: AsrStage | None) -> Callable[[dict[str, Any]], bool]:
-    """A row is finished unless ASR is on and available now but the row lacks its columns."""
-    def finished(row: dict[str, Any]) -> bool:
-        if row.get("status") != "ok" or asr is None or not asr.available:
-            return row.get("status") in ("ok", "error")
-        return row.get("asr") == asr.spec
-    return finished
+def _has_current_asr(asr: AsrStage | None) -> Callable[[Any], bool]:
+    """Resume rule for ok rows: complete unless ASR is available now and the row lacks its columns."""
+    def complete(row: Any) -> bool:
+        return asr is None or not asr.available or row.get("asr") == asr.spec
+    return complete
 
 
 def run_benchmark(cfg: RunConfig) -> RunStats:
@@ -718,8 +716,7 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
 
     results = _prepare_results(cfg)
-    finished = _finished_predicate(asr)
-    done = {store.row_key(r) for r in store.load_rows(results) if finished(r)} if cfg.resume else set()
+    done = store.finished_keys(store.load_rows(results), _has_current_asr(asr)) if cfg.resume else set()
     runner = Runner(cfg, version, store.ResultCache(cfg.cache_dir, read=not cfg.force), asr)
     with store.ResultsWriter(results) as writer, _progress(len(codecs) * len(utts)) as bar:
         for utt in utts:

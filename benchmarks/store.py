@@ -26,7 +26,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
@@ -284,19 +284,19 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
     return read_rows(path)[0]
 
 
-def finished_keys(rows: Iterable[Mapping[str, Any]], require: Iterable[str] = ()) -> set[tuple[str, str]]:
+def finished_keys(rows: Iterable[Mapping[str, Any]],
+                  is_complete: Callable[[Mapping[str, Any]], bool] | None = None) -> set[tuple[str, str]]:
     """(codec, utt_id) pairs whose work is done and need not be recomputed on resume.
 
-    A row counts as finished when its status is ``ok`` or ``error`` (errors are properties of
-    the input, recomputing gives the same error) and, for ``ok`` rows, every column named in
-    ``require`` is present (e.g. ``wer`` when a resumed run turns ASR on: the reconstruction
-    then comes from the cache and only the missing metric is computed).
+    A row counts as finished when its status is ``error`` (errors are properties of the input:
+    recomputing gives the same error) or ``ok`` and ``is_complete(row)`` holds. ``is_complete``
+    lets a resumed run redo rows that lack a metric now asked for, e.g. WER when ASR is switched
+    on after a ``--no-asr`` run (the reconstruction then comes from the cache).
     """
-    required = tuple(require)
     done: set[tuple[str, str]] = set()
     for row in rows:
         status = row.get("status")
-        if status == "error" or (status == "ok" and all(k in row for k in required)):
+        if status == "error" or (status == "ok" and (is_complete is None or is_complete(row))):
             done.add(row_key(row))
     return done
 

@@ -142,3 +142,19 @@ def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path, eval_rows
     assert len(lines) == n_rows  # nothing missing, no duplicates, no partial line
     assert [json.loads(line)["status"] for line in lines] == ["ok"] * n_rows
     assert comparable(store.load_rows(results)) == expected
+
+
+def test_turning_asr_on_adds_wer_without_re_encoding(tmp_path, eval_rows, encode_calls) -> None:
+    manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
+    args = ["--codecs", "pcm", "--data", str(manifest), "--out", str(tmp_path / "o"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-report"]
+    assert call_main([*args, "--no-asr"])[0] == 0
+    encode_calls.clear()
+    code, stdout, stderr = call_main([*args, "--asr", "faster-whisper:tiny.en"])
+    assert code == 0, stderr
+    assert sum(encode_calls.values()) == 0 and "0 rows computed, 1 from cache, 0 already done" in stdout
+    (row,) = store.load_rows(tmp_path / "o")  # the newer row wins
+    assert row["asr"] == "faster-whisper:tiny.en" and row["dwer"] == 0.0 and row["wer"] <= 0.5
+    assert len((tmp_path / "o" / "results.jsonl").read_text().splitlines()) == 2
+    code, stdout, _ = call_main([*args, "--asr", "faster-whisper:tiny.en"])  # now complete: nothing to do
+    assert code == 0 and "1 already done" in stdout
