@@ -91,6 +91,18 @@ class Generator(nn.Module):
 
 # ---- discriminators --------------------------------------------------------------------------
 
+def _conv_stack(convs: nn.ModuleList, post: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """LeakyReLU(0.1) after every conv, then the post conv; features after every layer.
+    Returns (logits flattened to [B, N], features)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        features.append(x)
+    x = post(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     """One MPD sub-discriminator (spec §7.2): reflect-pad to a multiple of the period, fold to
     [B, 1, T/p, p], Conv2d (k, 1) stride (s, 1) layers, a stride-1 layer, a (3, 1) post conv.
@@ -113,14 +125,7 @@ class PeriodDiscriminator(nn.Module):
         b, c, t = wav.shape
         if t % self.period:
             wav = F.pad(wav, (0, self.period - t % self.period), mode="reflect")
-        x = wav.view(b, c, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _conv_stack(self.convs, self.post, wav.view(b, c, -1, self.period))
 
 
 class ScaleDiscriminator(nn.Module):
@@ -141,14 +146,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = nn.Conv1d(c_in, 1, 3, 1, padding=1)
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = wav
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _conv_stack(self.convs, self.post, wav)
 
 
 def _check_wav(wav: torch.Tensor, who: str) -> None:
