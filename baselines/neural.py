@@ -393,7 +393,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _check_wav(wav: torch.Tensor, name: str) -> torch.Tensor:
-    """Validate an encoder input: float32 copy of shape [T] on the CPU."""
+    """Validate an encoder input and return it as float32 [T] on the CPU (not modified later)."""
     if not isinstance(wav, torch.Tensor):
         raise ValueError(f"{name}.encode expects a torch.Tensor of shape [T], got {type(wav).__name__}")
     if wav.dim() != 1:
@@ -455,6 +455,11 @@ class NeuralCodec:
         """int64 codes [B, S, T] on `self.device` -> waveforms [B, L'] (L' >= roughly T * frame_hop)."""
         raise NotImplementedError
 
+    def _input_length(self, num_samples: int) -> int:
+        """Samples the model is fed for an input of `num_samples` (default: as is, the library
+        handles a partial last frame itself)."""
+        return num_samples
+
     # ---- frame arithmetic ----------------------------------------------------------------------
 
     def payload_frames(self, num_samples: int) -> int:
@@ -494,20 +499,26 @@ class NeuralCodec:
     def encode_batch(self, wavs: Sequence[torch.Tensor]) -> list[Encoded]:
         """Encode several mono waveforms [T_i] in one forward pass (right zero-padded to the longest).
 
-        With non-causal encoders (all here but Mimi) the last frames of a shorter utterance can
-        differ slightly from encoding it alone, because the encoder sees the padding zeros.
+        A single waveform is fed exactly as the library expects it. In a batch, a shorter
+        utterance is zero-padded: with non-causal encoders (DAC, SNAC, SpeechTokenizer,
+        WavTokenizer) its last frames can then differ slightly from encoding it alone; the causal
+        ones (EnCodec 24 kHz, Mimi) give identical codes.
         """
         xs = [_check_wav(w, self.name) for w in wavs]
         lengths = [int(x.shape[0]) for x in xs]
         out: list[Encoded | None] = [None] * len(xs)
         active = [i for i, n in enumerate(lengths) if n > 0]
         if active:
-            width = max(self.total_frames(lengths[i]) for i in active) * self.frame_hop
+            width = max(self._input_length(lengths[i]) for i in active)
             batch = torch.zeros(len(active), 1, width)
             for row, i in enumerate(active):
                 batch[row, 0, : lengths[i]] = xs[i]
             with torch.inference_mode():
                 codes = self._encode_tokens(batch.to(self.device)).to("cpu", torch.int64)
+            expected = max(self.total_frames(lengths[i]) for i in active)
+            if codes.shape[-1] != expected:
+                raise RuntimeError(f"{self.name}: model returned {codes.shape[-1]} frames for {width} samples, "
+                                   f"expected {expected}; the frame arithmetic of this adapter is wrong")
             for row, i in enumerate(active):
                 out[i] = self._wrap(codes[row], lengths[i])
         for i, n in enumerate(lengths):
@@ -609,6 +620,10 @@ class DacCodec(NeuralCodec):
         self.n_q = n_q
         super().__init__(name, model, sample_rate=cfg.sampling_rate, frame_hop=cfg.hop_length,
                          vocab_sizes=[cfg.codebook_size] * n_q, **kw)
+
+    def _input_length(self, num_samples: int) -> int:
+        """Whole hops: DAC's reference `preprocess` right-pads with zeros to a multiple of the hop."""
+        return -(-num_samples // self.frame_hop) * self.frame_hop
 
     def _encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.encode(x, n_quantizers=self.n_q).audio_codes[:, : self.n_q]

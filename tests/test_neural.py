@@ -162,11 +162,12 @@ def weights(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch, tmp_path):
     """No user weights and no real Hugging Face cache leak into these tests."""
-    import huggingface_hub.constants
-
     monkeypatch.delenv(neural.WEIGHTS_ENV, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    if _has("huggingface_hub"):
+        import huggingface_hub.constants
+
+        monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     neural.clear_model_cache()
 
 
@@ -211,7 +212,8 @@ def test_missing_weights_say_what_to_put_where(tmp_path, monkeypatch):
     msg = str(err.value)
     assert f"Put config.json and model.safetensors or pytorch_model.bin into {tmp_path / 'facebook/encodec_24khz'}" in msg
     assert "hf download facebook/encodec_24khz" in msg
-    assert "Hugging Face cache (no facebook/encodec_24khz)" in msg
+    if _has("huggingface_hub"):
+        assert "Hugging Face cache (no facebook/encodec_24khz)" in msg
 
     incomplete = tmp_path / "fnlp/SpeechTokenizer/speechtokenizer_hubert_avg"
     incomplete.mkdir(parents=True)
@@ -225,6 +227,25 @@ def test_missing_weights_say_what_to_put_where(tmp_path, monkeypatch):
 def test_missing_weights_without_a_folder_name_the_variable():
     with pytest.raises(CodecUnavailable, match=rf"\${neural.WEIGHTS_ENV}/kyutai/mimi \(set {neural.WEIGHTS_ENV}"):
         neural.build("mimi@8")
+
+
+def test_weights_are_found_in_the_hugging_face_cache(tmp_path, monkeypatch):
+    pytest.importorskip("huggingface_hub")
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--kyutai--mimi" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    (cache / "models--kyutai--mimi" / "refs").mkdir()
+    (cache / "models--kyutai--mimi" / "refs" / "main").write_text("0123abc")
+    (snapshot / "config.json").write_text("{}")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    with pytest.raises(CodecUnavailable, match=r"0123abc \(lacks model.safetensors\|pytorch_model.bin\)"):
+        neural.find_weights("mimi@8", neural.MIMI)
+    (snapshot / "model.safetensors").write_bytes(b"")
+    assert neural.find_weights("mimi@8", neural.MIMI) == snapshot
+    with pytest.raises(CodecUnavailable):
+        neural.find_weights("mimi@8", neural.MIMI, weights_dir=tmp_path / "none", use_hf_cache=False)
 
 
 def test_registry_lists_codecs_without_weights_as_skipped():
