@@ -580,6 +580,13 @@ class NeuralCodec:
 # --------------------------------------------------------------------------------------------
 
 
+def _check_n_q(name: str, n_q: int, available: int) -> int:
+    """`n_q` if the model has that many codebooks, else ValueError naming the valid range."""
+    if not 1 <= n_q <= available:
+        raise ValueError(f"{name}: {n_q} codebooks requested, the model has 1..{available}")
+    return n_q
+
+
 class EncodecCodec(NeuralCodec):
     """EnCodec (transformers `EncodecModel`, 24 kHz, no chunking) at one target bandwidth.
 
@@ -615,9 +622,7 @@ class DacCodec(NeuralCodec):
 
     def __init__(self, name: str, model: torch.nn.Module, n_q: int, **kw: Any) -> None:
         cfg = model.config
-        if not 1 <= n_q <= cfg.n_codebooks:
-            raise ValueError(f"{name}: n_q={n_q} outside 1..{cfg.n_codebooks}")
-        self.n_q = n_q
+        self.n_q = _check_n_q(name, n_q, cfg.n_codebooks)
         super().__init__(name, model, sample_rate=cfg.sampling_rate, frame_hop=cfg.hop_length,
                          vocab_sizes=[cfg.codebook_size] * n_q, **kw)
 
@@ -637,9 +642,7 @@ class MimiCodec(NeuralCodec):
 
     def __init__(self, name: str, model: torch.nn.Module, n_q: int, **kw: Any) -> None:
         cfg = model.config
-        if not 1 <= n_q <= cfg.num_quantizers:
-            raise ValueError(f"{name}: n_q={n_q} outside 1..{cfg.num_quantizers}")
-        self.n_q = n_q
+        self.n_q = _check_n_q(name, n_q, cfg.num_quantizers)
         super().__init__(name, model, sample_rate=cfg.sampling_rate, frame_hop=cfg.frame_size,
                          vocab_sizes=[cfg.codebook_size] * n_q, **kw)
 
@@ -708,9 +711,7 @@ class SpeechTokenizerCodec(NeuralCodec):
     """SpeechTokenizer (RVQ with a HuBERT-distilled first layer) using its first `n_q` layers."""
 
     def __init__(self, name: str, model: torch.nn.Module, n_q: int, **kw: Any) -> None:
-        if not 1 <= n_q <= model.n_q:
-            raise ValueError(f"{name}: n_q={n_q} outside 1..{model.n_q}")
-        self.n_q = n_q
+        self.n_q = _check_n_q(name, n_q, model.n_q)
         super().__init__(name, model, sample_rate=model.sample_rate, frame_hop=int(model.downsample_rate),
                          vocab_sizes=[int(model.quantizer.bins)] * n_q, **kw)
 
