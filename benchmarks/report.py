@@ -6,6 +6,10 @@ Nothing is recomputed from audio: the report reads the per-utterance rows writte
 * ``summary.csv`` -- every statistic, one row per codec (machine-readable, full precision);
 * ``summary.md``  -- a condensed Markdown table for READMEs and issues;
 * ``summary.tex`` -- the same condensed table as a LaTeX ``tabular`` (booktabs);
+* ``codebook.csv`` / ``codebook.md`` -- codebook health of each token codec over the whole corpus
+  (usage, entropy, entropy / log2 V, perplexity; per stream, pooled per vocabulary size and for
+  the whole frame), counted from the token files ``tokens/<codec>/<utt>.npy`` with
+  :class:`metrics.tokens.CodebookStats`;
 * the rate-quality plots of :mod:`benchmarks.plots` (PNG + PDF).
 
 Statistics per codec (over rows with ``status == "ok"``):
@@ -19,6 +23,10 @@ Statistics per codec (over rows with ``status == "ok"``):
 * ``encode_rtf_median`` / ``decode_rtf_median`` (medians: timing distributions are skewed);
 * ``n_utts``, ``n_ok``, ``n_failed`` and ``failures``: failure reasons with counts, the file path
   and utterance id replaced by ``<file>`` / ``<utt>`` so identical problems group together.
+* token codecs (by :func:`write_reports`, from the token files): ``codebook_usage``,
+  ``codebook_normalized_entropy``, ``codebook_perplexity_mean``, ``codebook_entropy_bits_per_frame``,
+  ``codebook_capacity_bits_per_frame`` (the ``total`` of ``CodebookStats.summary``), with
+  ``codebook_error`` when they are NaN.
 
 Usage::
 
@@ -39,6 +47,7 @@ import pandas as pd
 
 RESULTS_FILE = "results.jsonl"
 SUMMARY_STEM = "summary"
+CODEBOOK_STEM = "codebook"
 
 #: Columns that identify a row or describe the input, never summarised as metrics.
 ID_COLUMNS = ("codec", "utt_id", "set", "path", "status", "error", "code_version")
@@ -296,6 +305,201 @@ def _nominal(rows: pd.DataFrame) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
+# Codebook health (from the saved token files)
+# ----------------------------------------------------------------------------------------------
+#: Columns of codebook.csv, one row per (codec, level, stream).
+CODEBOOK_COLUMNS = ("codec", "level", "streams", "vocab_size", "n_tokens", "used", "usage", "entropy_bits",
+                    "capacity_bits", "normalized_entropy", "perplexity", "error")
+
+#: Per-codec summary columns (``CodebookStats.table_columns``; ``codebook_error`` when NaN).
+CODEBOOK_SUMMARY_COLUMNS = ("codebook_usage", "codebook_entropy_bits_per_frame", "codebook_capacity_bits_per_frame",
+                            "codebook_normalized_entropy", "codebook_perplexity_mean")
+
+
+def _payload_codes(codes: np.ndarray, row: pd.Series, path: Path) -> np.ndarray:
+    """The payload frames ``[S, N_payload]`` of a saved token block ``[S, N]`` (padding dropped)."""
+    if codes.ndim != 2:
+        raise ValueError(f"{path}: token ids must be [n_streams, n_frames], got shape {codes.shape}")
+    n_payload = row.get("n_payload_frames", math.nan)
+    if not _is_finite_number(n_payload):
+        padded = row.get("padded_frames", 0)
+        n_payload = codes.shape[1] - (int(padded) if _is_finite_number(padded) else 0)
+    return codes[:, : int(n_payload)]
+
+
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and math.isfinite(float(value))
+
+
+def _as_int_list(value: object) -> list[int] | None:
+    """A JSON list of ints from a results row (``vocab_sizes``, ``stream_groups``), else None."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [int(v) for v in value]
+    return None
+
+
+def codebook_stats(df: pd.DataFrame, run_dir: str | Path) -> tuple[dict[str, object], dict[str, str]]:
+    """Accumulate corpus-level codebook histograms of every token codec from its token files.
+
+    Each ok row with a ``tokens_file`` contributes its payload frames (``n_payload_frames``;
+    padding frames excluded) to one :class:`metrics.tokens.CodebookStats` per codec, with the
+    row's ``vocab_sizes`` and ``stream_groups``.
+
+    Args:
+        df: frame from :func:`load_results`.
+        run_dir: the run directory the ``tokens_file`` paths are relative to.
+
+    Returns:
+        (stats, errors): ``{codec: CodebookStats}`` for token codecs whose tokens could all be
+        counted, and ``{codec: reason}`` for token codecs where they could not (missing or
+        unreadable token file, rows without ``vocab_sizes``, ids outside the vocabulary).
+        Codecs without token files appear in neither.
+    """
+    from metrics.tokens import CodebookStats
+
+    run_dir = Path(run_dir)
+    stats: dict[str, object] = {}
+    errors: dict[str, str] = {}
+    if "tokens_file" not in df.columns:
+        return stats, errors
+    ok = df[(df["status"] == "ok") & df["tokens_file"].map(lambda v: isinstance(v, str) and bool(v))]
+    for codec, group in ok.groupby("codec", sort=False):
+        acc = CodebookStats()
+        try:
+            for _, row in group.iterrows():
+                vocab = _as_int_list(row.get("vocab_sizes"))
+                if vocab is None:
+                    raise ValueError(
+                        f"row {row.get('utt_id')} has a tokens_file but no vocab_sizes (written by an older "
+                        "benchmarks.run); rerun the same benchmarks.run command to add them from the cache")
+                path = run_dir / str(row["tokens_file"])
+                try:
+                    codes = np.load(path, allow_pickle=False)
+                except (OSError, ValueError) as exc:
+                    raise ValueError(f"{path}: token file unreadable ({type(exc).__name__}: {exc})") from exc
+                if acc.vocab_sizes is None:
+                    acc = CodebookStats(vocab, _as_int_list(row.get("stream_groups")) or None)
+                acc.update(_payload_codes(codes, row, path), vocab)
+        except ValueError as exc:
+            errors[str(codec)] = " ".join(str(exc).split())
+            continue
+        stats[str(codec)] = acc
+    return stats, errors
+
+
+def _stream_label(streams: Sequence[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``"0-2,5"`` (compact, for tables)."""
+    parts: list[str] = []
+    ids = sorted(int(s) for s in streams)
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def codebook_table(stats: dict[str, object], errors: dict[str, str]) -> pd.DataFrame:
+    """Long table of codebook health (the content of codebook.csv).
+
+    One row per (codec, level, streams): ``level`` is ``stream`` (one logical stream),
+    ``pooled`` (every stream of one vocabulary size, ids counted as one alphabet) or ``total``
+    (the whole frame: ``entropy_bits`` and ``capacity_bits`` are per frame, sums over streams;
+    ``perplexity`` is the mean of the per-stream perplexities). ``capacity_bits`` is log2 V.
+    A codec in ``errors`` gets one row with level ``none`` and the reason in ``error``.
+    """
+    rows: list[dict[str, object]] = []
+    for codec, acc in stats.items():
+        summary = acc.summary()  # type: ignore[attr-defined]
+        for s in summary["streams"]:
+            rows.append({"codec": codec, "level": "stream", "streams": str(s["stream"]), **s,
+                         "capacity_bits": math.log2(s["vocab_size"])})
+        for p in summary["pooled"]:
+            rows.append({"codec": codec, "level": "pooled", **p, "streams": _stream_label(p["streams"]),
+                         "capacity_bits": math.log2(p["vocab_size"])})
+        t = summary["total"]
+        rows.append({"codec": codec, "level": "total", "streams": "all", "n_tokens": t["n_tokens"],
+                     "usage": t["usage"], "entropy_bits": t["entropy_bits_per_frame"],
+                     "capacity_bits": t["capacity_bits_per_frame"], "normalized_entropy": t["normalized_entropy"],
+                     "perplexity": t["perplexity_mean"]})
+    for codec, reason in errors.items():
+        rows.append({"codec": codec, "level": "none", "error": reason})
+    table = pd.DataFrame(rows)
+    for col in CODEBOOK_COLUMNS:
+        if col not in table.columns:
+            table[col] = math.nan if col != "error" else None
+    return table[list(CODEBOOK_COLUMNS)]
+
+
+def codebook_summary_columns(stats: dict[str, object], errors: dict[str, str]) -> pd.DataFrame:
+    """Per-codec ``codebook_*`` summary columns (``CodebookStats.table_columns``), one row per codec."""
+    rows = [{"codec": codec, **acc.table_columns()} for codec, acc in stats.items()]  # type: ignore[attr-defined]
+    rows += [{"codec": codec, "codebook_error": reason} for codec, reason in errors.items()]
+    out = pd.DataFrame(rows)
+    for col in CODEBOOK_SUMMARY_COLUMNS:
+        if col not in out.columns:
+            out[col] = math.nan
+    return out
+
+
+def add_codebook_columns(summary: pd.DataFrame, codebook: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with the ``codebook_*`` columns joined on ``codec``.
+
+    Codecs without tokens get NaN with ``codebook_error = "not a token codec"``. When the run
+    has no token codec at all, ``summary`` is returned unchanged.
+    """
+    if codebook.empty:
+        return summary
+    out = summary.merge(codebook, on="codec", how="left")
+    if "codebook_error" not in out.columns:
+        out["codebook_error"] = None
+    untouched = ~out["codec"].isin(codebook["codec"])
+    out.loc[untouched, "codebook_error"] = "not a token codec"
+    return out
+
+
+def codebook_markdown(table: pd.DataFrame) -> str:
+    """codebook.md: one Markdown table per codec (streams, pooled, total)."""
+    lines = ["# Codebook health", "",
+             "Counted over every payload frame of the run's token files (padding excluded). "
+             "usage = used entries / V; H = entropy in bits (per frame for `total`); "
+             "H / log2 V = normalised entropy; perplexity = 2^H (`total`: mean over streams).", ""]
+    for codec, group in table.groupby("codec", sort=False):
+        lines += [f"## {codec}", ""]
+        err = group[group["level"] == "none"]
+        if len(err):
+            lines += [f"Not computed: {err['error'].iloc[0]}", ""]
+            continue
+        shown = pd.DataFrame({
+            "level": group["level"], "streams": group["streams"],
+            "V": [_fmt(v, 0) for v in group["vocab_size"]],
+            "tokens": [_fmt(v, 0) for v in group["n_tokens"]],
+            "used": [_fmt(v, 0) for v in group["used"]],
+            "usage %": [_fmt(v, 1, 100.0) for v in group["usage"]],
+            "H (bits)": [_fmt(v, 3) for v in group["entropy_bits"]],
+            "H / log2 V": [_fmt(v, 3) for v in group["normalized_entropy"]],
+            "perplexity": [_fmt(v, 1) for v in group["perplexity"]],
+        })
+        lines += [to_markdown(shown)]
+    return "\n".join(lines)
+
+
+def write_codebook_reports(df: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    """Write codebook.csv / codebook.md (when the run has token codecs); return the summary columns."""
+    stats, errors = codebook_stats(df, run_dir)
+    if not stats and not errors:
+        for stale in (run_dir / f"{CODEBOOK_STEM}.csv", run_dir / f"{CODEBOOK_STEM}.md"):
+            stale.unlink(missing_ok=True)
+        return pd.DataFrame()
+    table = codebook_table(stats, errors)
+    table.to_csv(run_dir / f"{CODEBOOK_STEM}.csv", index=False)
+    (run_dir / f"{CODEBOOK_STEM}.md").write_text(codebook_markdown(table), encoding="utf-8")
+    return codebook_summary_columns(stats, errors)
+
+
+# ----------------------------------------------------------------------------------------------
 # Rendering
 # ----------------------------------------------------------------------------------------------
 #: Condensed display: (summary key, header, decimals, scale). ``key`` may be a ``*_corpus`` rate.
@@ -340,6 +544,11 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     out["kbit/s measured (nominal)"] = rate
     if "tokens_per_s_mean" in summary.columns and summary["tokens_per_s_mean"].notna().any():
         out["tokens/s"] = [_fmt(v, 1) for v in summary["tokens_per_s_mean"]]
+    for col, header, decimals, scale in (("codebook_usage", "codebook usage %", 1, 100.0),
+                                         ("codebook_normalized_entropy", "H / log2 V", 3, 1.0),
+                                         ("codebook_perplexity_mean", "perplexity", 1, 1.0)):
+        if col in summary.columns and summary[col].notna().any():
+            out[header] = [_fmt(v, decimals, scale) for v in summary[col]]
     for key, header, decimals, scale in DISPLAY_COLUMNS:
         base = key if key.endswith("_corpus") else f"{key}_mean"
         if base in summary.columns and summary[base].notna().any():
@@ -430,6 +639,7 @@ def write_reports(
     run_dir = Path(run_dir)
     df = load_results(run_dir)
     summary = summarize(df, n_resamples, confidence, seed)
+    summary = add_codebook_columns(summary, write_codebook_reports(df, run_dir))
     summary.to_csv(run_dir / f"{SUMMARY_STEM}.csv", index=False)
     table = display_table(summary) if len(summary) else pd.DataFrame({"Codec": []})
     note = (
@@ -437,6 +647,9 @@ def write_reports(
         "WER/CER pooled over the corpus (errors / reference words), CI by resampling utterances; "
         "RTF is the median wall time / audio duration."
     )
+    if "codebook_usage" in summary.columns:
+        note += (" Codebook usage, H / log2 V and perplexity over the whole corpus, all streams of the frame "
+                 f"(per-stream values in {CODEBOOK_STEM}.md).")
     md = [f"# Summary of {run_dir.name}", "", to_markdown(table), note, "", f"Provenance: {_provenance(run_dir)}", ""]
     (run_dir / f"{SUMMARY_STEM}.md").write_text("\n".join(md), encoding="utf-8")
     (run_dir / f"{SUMMARY_STEM}.tex").write_text(

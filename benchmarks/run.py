@@ -582,6 +582,10 @@ class Runner:
             row.update(self.asr_columns(key, src, est16))
             if codes is not None:
                 row["tokens_file"] = self.save_tokens(codec, src.utt.id, codes)
+                # The token file holds ids only; the alphabet each row of it is drawn from lives
+                # here, so the report can compute codebook usage/entropy from the run folder alone.
+                row.update(vocab_sizes=[int(v) for v in enc.vocab_sizes],
+                           stream_groups=[int(g) for g in enc.stream_groups])
             row["from_cache"] = from_cache
         except Exception as exc:  # one bad utterance or codec failure must not stop the run
             return self.error_row(codec, src.utt, exc, stage[0])
@@ -685,9 +689,18 @@ def manifest_dict(cfg: RunConfig, version: CodeVersion, codecs: Sequence[Codec],
     }
 
 
-def _has_current_asr(asr: AsrStage | None) -> Callable[[Any], bool]:
-    """Resume rule for ok rows: complete unless ASR is available now and the row lacks its columns."""
+def _row_complete(asr: AsrStage | None) -> Callable[[Any], bool]:
+    """Resume rule for ok rows: complete unless it lacks columns this version writes.
+
+    Redone (the reconstruction comes from the cache, so this is cheap):
+
+    * rows without ASR columns when ASR is available now;
+    * token-codec rows written before rows carried ``vocab_sizes`` (needed by the report's
+      codebook statistics), i.e. rows with a ``tokens_file`` but no ``vocab_sizes``.
+    """
     def complete(row: Any) -> bool:
+        if row.get("tokens_file") and row.get("vocab_sizes") is None:
+            return False
         return asr is None or not asr.available or row.get("asr") == asr.spec
     return complete
 
@@ -716,7 +729,7 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
 
     results = _prepare_results(cfg)
-    done = store.finished_keys(store.load_rows(results), _has_current_asr(asr)) if cfg.resume else set()
+    done = store.finished_keys(store.load_rows(results), _row_complete(asr)) if cfg.resume else set()
     runner = Runner(cfg, version, store.ResultCache(cfg.cache_dir, read=not cfg.force), asr)
     with store.ResultsWriter(results) as writer, _progress(len(codecs) * len(utts)) as bar:
         for utt in utts:

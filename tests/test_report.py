@@ -166,3 +166,112 @@ def test_cli_regenerates_from_results(run_dir: Path, capsys):
     assert report.main([str(run_dir), "--n-boot", "100", "--no-plots"]) == 0
     assert "encodec@6k" in capsys.readouterr().out
     assert report.main([str(run_dir / "missing")]) == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# Codebook health from the token files
+# ----------------------------------------------------------------------------------------------
+def _token_row(codec: str, utt: str, rel: str, codes: np.ndarray, vocab: list[int], padded: int = 0,
+               stream_groups: list[int] | None = None) -> dict:
+    """An ok row of a token codec whose ids [S, N] are in the run-relative file ``rel``."""
+    return {"codec": codec, "utt_id": utt, "path": f"/data/{utt}.flac", "status": "ok", "error": None,
+            "pesq_wb": 2.0, "tokens_per_s": 10.0, "n_streams": codes.shape[0], "n_frames": codes.shape[1],
+            "n_payload_frames": codes.shape[1] - padded, "padded_frames": padded,
+            "tokens_file": rel, "vocab_sizes": vocab, "stream_groups": stream_groups or []}
+
+
+def _entropy(p: list[float]) -> float:
+    return -sum(x * math.log2(x) for x in p if x > 0)
+
+
+@pytest.fixture()
+def token_run(tmp_path: Path) -> Path:
+    """Two token codecs with known id distributions, split over two utterances, plus a bitstream codec.
+
+    tok4: V = (4, 4); stream 0 uniform over 4 ids (H = 2), stream 1 always 0 (H = 0); utterance b
+    has one padding frame (ids 3, 3) that must not be counted.
+    tok82: V = (8, 2); stream 0 ids 0,1,1,1 (H = H(1/4, 3/4)), stream 1 ids 0,1,0,1 (H = 1).
+    """
+    run_dir = tmp_path / "run"
+    blocks = {
+        ("tok4", "a"): (np.array([[0, 1, 2, 3], [0, 0, 0, 0]]), [4, 4], 0),
+        ("tok4", "b"): (np.array([[3, 2, 1, 0, 3], [0, 0, 0, 0, 3]]), [4, 4], 1),
+        ("tok82", "a"): (np.array([[0, 1], [0, 1]]), [8, 2], 0),
+        ("tok82", "b"): (np.array([[1, 1], [0, 1]]), [8, 2], 0),
+    }
+    rows = []
+    for (codec, utt), (codes, vocab, padded) in blocks.items():
+        rel = f"tokens/{codec}/{utt}.npy"
+        (run_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+        np.save(run_dir / rel, codes.astype(np.int64))
+        rows.append(_token_row(codec, utt, rel, codes, vocab, padded))
+    rows += [{"codec": "opus@6k", "utt_id": u, "path": f"/data/{u}.flac", "status": "ok", "pesq_wb": 3.0}
+             for u in ("a", "b")]
+    return write_run(run_dir, rows)
+
+
+def test_codebook_stats_exact_entropy_from_token_files(token_run: Path):
+    df = report.load_results(token_run)
+    stats, errors = report.codebook_stats(df, token_run)
+    assert errors == {} and set(stats) == {"tok4", "tok82"}
+    table = report.codebook_table(stats, errors).set_index(["codec", "level", "streams"])
+
+    s0, s1 = table.loc[("tok4", "stream", "0")], table.loc[("tok4", "stream", "1")]
+    assert (s0["n_tokens"], s0["used"], s0["usage"]) == (8, 4, 1.0)  # padding frame excluded
+    assert s0["entropy_bits"] == pytest.approx(2.0) and s0["normalized_entropy"] == pytest.approx(1.0)
+    assert s0["perplexity"] == pytest.approx(4.0)
+    assert (s1["n_tokens"], s1["used"], s1["usage"]) == (8, 1, 0.25)
+    assert s1["entropy_bits"] == pytest.approx(0.0) and s1["perplexity"] == pytest.approx(1.0)
+    pooled = table.loc[("tok4", "pooled", "0-1")]  # id 0: 10 of 16, ids 1-3: 2 each
+    assert pooled["entropy_bits"] == pytest.approx(_entropy([10 / 16, 2 / 16, 2 / 16, 2 / 16]))
+    total = table.loc[("tok4", "total", "all")]
+    assert total["entropy_bits"] == pytest.approx(2.0) and total["capacity_bits"] == pytest.approx(4.0)
+    assert total["normalized_entropy"] == pytest.approx(0.5) and total["usage"] == pytest.approx(5 / 8)
+    assert total["perplexity"] == pytest.approx(2.5)
+
+    h0 = _entropy([0.25, 0.75])
+    b0 = table.loc[("tok82", "stream", "0")]
+    assert b0["entropy_bits"] == pytest.approx(h0) and b0["normalized_entropy"] == pytest.approx(h0 / 3)
+    assert b0["usage"] == pytest.approx(2 / 8)
+    b1 = table.loc[("tok82", "stream", "1")]
+    assert b1["entropy_bits"] == pytest.approx(1.0) and b1["normalized_entropy"] == pytest.approx(1.0)
+    assert ("tok82", "pooled", "0") in table.index and ("tok82", "pooled", "1") in table.index
+    t82 = table.loc[("tok82", "total", "all")]
+    assert t82["entropy_bits"] == pytest.approx(h0 + 1.0)
+    assert t82["normalized_entropy"] == pytest.approx((h0 + 1.0) / 4.0)
+    assert t82["usage"] == pytest.approx(4 / 10)
+    assert t82["perplexity"] == pytest.approx((2 ** h0 + 2.0) / 2)
+
+
+def test_write_reports_adds_codebook_files_and_columns(token_run: Path):
+    summary = report.write_reports(token_run, n_resamples=100, plots=False).set_index("codec")
+    assert summary.loc["tok4", "codebook_usage"] == pytest.approx(5 / 8)
+    assert summary.loc["tok4", "codebook_normalized_entropy"] == pytest.approx(0.5)
+    assert summary.loc["tok4", "codebook_perplexity_mean"] == pytest.approx(2.5)
+    assert math.isnan(summary.loc["opus@6k", "codebook_usage"])
+    assert summary.loc["opus@6k", "codebook_error"] == "not a token codec"
+    csv = pd.read_csv(token_run / "codebook.csv")
+    assert set(csv["codec"]) == {"tok4", "tok82"} and set(csv["level"]) == {"stream", "pooled", "total"}
+    md = (token_run / "codebook.md").read_text(encoding="utf-8")
+    assert "## tok4" in md and "| total | all |" in md
+    table = (token_run / "summary.md").read_text(encoding="utf-8")
+    assert "codebook usage %" in table and "| tok4 |" in table and "62.5" in table
+
+
+def test_codebook_reasons_for_old_rows_and_missing_files(token_run: Path):
+    rows = [json.loads(line) for line in (token_run / report.RESULTS_FILE).read_text().splitlines()]
+    for row in rows:
+        if row["codec"] == "tok4":
+            row.pop("vocab_sizes")  # a row written before rows carried vocab_sizes
+    (token_run / "tokens" / "tok82" / "b.npy").unlink()
+    write_run(token_run, rows)
+    summary = report.write_reports(token_run, n_resamples=100, plots=False).set_index("codec")
+    assert math.isnan(summary.loc["tok4", "codebook_usage"])
+    assert "no vocab_sizes" in summary.loc["tok4", "codebook_error"]
+    assert "b.npy" in summary.loc["tok82", "codebook_error"]
+    assert "Not computed" in (token_run / "codebook.md").read_text(encoding="utf-8")
+
+
+def test_run_without_token_files_writes_no_codebook(run_dir: Path):
+    summary = report.write_reports(run_dir, n_resamples=100, plots=False)
+    assert "codebook_usage" not in summary.columns and not (run_dir / "codebook.csv").exists()

@@ -164,3 +164,73 @@ def test_resolve_device() -> None:
     assert run.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(run.UserError, match="auto, cpu, cuda"):
         run.resolve_device("tpu")
+
+
+class ToyTokenCodec:
+    """A token codec with a known id pattern: 2 streams at 100 frames/s, one padding frame.
+
+    Stream 0 (V = 16): the frame's RMS level, quantised; stream 1 (V = 4): frame index mod 4.
+    The padding frame carries ids (15, 3), which must not reach the codebook statistics.
+    """
+
+    name = "toy-tokens"
+    sample_rate = 16000
+    hop = 160
+
+    def nominal_bitrate(self) -> float:
+        return 100.0 * (4 + 2)
+
+    def encode(self, wav):
+        import torch
+
+        from baselines.base import Encoded
+
+        n = wav.shape[0] // self.hop
+        frames = wav[: n * self.hop].reshape(n, self.hop)
+        level = (frames.pow(2).mean(dim=1).sqrt() * 64).clamp(0, 14).long()
+        codes = torch.stack([level, torch.arange(n) % 4])
+        codes = torch.cat([codes, torch.tensor([[15], [3]])], dim=1)
+        return Encoded(codes=codes, vocab_sizes=(16, 4), frame_rate=100.0, payload_bytes=None,
+                       num_samples=int(wav.shape[0]), padded_frames=1)
+
+    def decode(self, enc):
+        import torch
+
+        level = enc.codes[0, : enc.codes.shape[1] - enc.padded_frames].float() / 64
+        noise = torch.randn(level.shape[0], self.hop, generator=torch.Generator().manual_seed(0))
+        out = (noise * level[:, None]).reshape(-1)
+        return torch.cat([out, torch.zeros(enc.num_samples - out.shape[0])])
+
+
+def test_token_rows_carry_vocab_sizes_and_report_counts_codebooks(tmp_path, eval_rows, monkeypatch) -> None:
+    import numpy as np
+    import pandas as pd
+
+    monkeypatch.setattr(run, "build_codecs", lambda text, device, weights_dir=None: ([ToyTokenCodec()], []))
+    manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:2])
+    out = tmp_path / "run"
+    code, _, stderr = call_main(["--codecs", "toy-tokens", "--data", str(manifest), "--out", str(out),
+                                 "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--device", "cpu"])
+    assert code == 0, stderr
+    rows = store.load_rows(out)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert all(r["vocab_sizes"] == [16, 4] and r["padded_frames"] == 1 for r in rows)
+    payload = [r["n_payload_frames"] for r in rows]
+    assert all(np.load(out / r["tokens_file"]).shape == (2, p + 1) for r, p in zip(rows, payload))
+
+    cb = pd.read_csv(out / "codebook.csv").set_index(["level", "streams"])
+    assert cb.loc[("total", "all"), "n_tokens"] == 2 * sum(payload)
+    counts = np.bincount(np.concatenate([np.arange(p) % 4 for p in payload]), minlength=4)
+    p = counts / counts.sum()
+    assert cb.loc[("stream", "1"), "entropy_bits"] == pytest.approx(float(-(p * np.log2(p)).sum()))
+    assert cb.loc[("stream", "1"), "used"] == 4
+    assert cb.loc[("stream", "0"), "n_tokens"] == sum(payload)
+    summary = pd.read_csv(out / "summary.csv")
+    assert 0 < summary.loc[0, "codebook_usage"] <= 1 and "codebook usage %" in (out / "summary.md").read_text()
+
+
+def test_rows_without_vocab_sizes_are_redone_on_resume() -> None:
+    complete = run._row_complete(None)
+    assert complete({"status": "ok", "tokens_file": "tokens/x/u.npy", "vocab_sizes": [4, 4]})
+    assert not complete({"status": "ok", "tokens_file": "tokens/x/u.npy"})
+    assert complete({"status": "ok"})  # bitstream codec: no tokens, nothing to add
