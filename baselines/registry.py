@@ -12,6 +12,8 @@ to import makes its specs "skipped" with the import error as reason, never a cra
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
 from types import ModuleType
 
 from baselines.base import Codec, CodecUnavailable
@@ -107,8 +109,24 @@ def resolve_specs(text: str) -> list[str]:
     return list(dict.fromkeys(specs))
 
 
-def build_codec(spec: str, device: str = "cpu") -> Codec:
+def _accepts_weights_dir(build: object) -> bool:
+    """True when a backend's `build` takes a `weights_dir` keyword (e.g. `baselines.neural.build`)."""
+    try:
+        return "weights_dir" in inspect.signature(build).parameters  # type: ignore[arg-type]
+    except (TypeError, ValueError):  # builtins / C callables without a signature
+        return False
+
+
+def build_codec(spec: str, device: str = "cpu", weights_dir: str | os.PathLike[str] | None = None) -> Codec:
     """Build one codec from its spec.
+
+    Args:
+        spec: codec spec, e.g. ``encodec@6k``.
+        device: ``cpu`` / ``cuda`` / ``cuda:N``.
+        weights_dir: folder of pretrained weights (``--weights-dir``), passed to backends whose
+            `build` takes a `weights_dir` keyword (the neural codecs); backends that find their
+            weights another way (classical codecs need none, ``jepa-daam:PATH`` names its
+            checkpoint) are built without it.
 
     Raises:
         ValueError: unknown family or setting (message lists what is valid).
@@ -116,11 +134,16 @@ def build_codec(spec: str, device: str = "cpu") -> Codec:
     """
     spec = spec.strip()
     module = _import_backend(FAMILIES[family_of(spec)])
+    if weights_dir is not None and _accepts_weights_dir(module.build):
+        return module.build(spec, device=device, weights_dir=weights_dir)
     return module.build(spec, device=device)
 
 
-def build_codecs(text: str, device: str = "cpu") -> tuple[list[Codec], list[tuple[str, str]]]:
+def build_codecs(text: str, device: str = "cpu",
+                 weights_dir: str | os.PathLike[str] | None = None) -> tuple[list[Codec], list[tuple[str, str]]]:
     """Build every codec named by `text` ("all" or "a,b,c"), skipping the unavailable ones.
+
+    `weights_dir` is passed on to :func:`build_codec`.
 
     Returns:
         (codecs, skipped): the codecs that were built, in order, and `(spec, reason)` for each
@@ -138,7 +161,7 @@ def build_codecs(text: str, device: str = "cpu") -> tuple[list[Codec], list[tupl
     codecs: list[Codec] = []
     for spec in specs:
         try:
-            codecs.append(build_codec(spec, device))
+            codecs.append(build_codec(spec, device, weights_dir))
         except CodecUnavailable as exc:
             skipped.append((spec, str(exc)))
         except ValueError as exc:

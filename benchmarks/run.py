@@ -92,6 +92,8 @@ class RunConfig:
         asr: ASR backend spec, or None for ``--no-asr``.
         cache_dir: content-addressed cache folder.
         report: write summary tables at the end.
+        weights_dir: folder of pretrained codec weights (``--weights-dir``; None = the backends'
+            own search: ``$JEPA_DAAM_WEIGHTS``, then the Hugging Face cache).
         argv: the command line as given.
     """
 
@@ -106,6 +108,7 @@ class RunConfig:
     cache_dir: Path
     report: bool = True
     argv: tuple[str, ...] = ()
+    weights_dir: Path | None = None
 
 
 def resolve_device(name: str) -> str:
@@ -145,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     asr.add_argument("--no-asr", dest="asr", action="store_const", const=None, help="skip WER/CER/dWER")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help=f"cache of reconstructions and metric values (default: {store.default_cache_dir()})")
+    p.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
+                   help="folder holding neural-codec weights as <DIR>/<repo id>/ (e.g. DIR/facebook/encodec_24khz); "
+                        "searched before $JEPA_DAAM_WEIGHTS and the Hugging Face cache (docs/codecs-neural.md)")
     p.add_argument("--no-report", dest="report", action="store_false", help="do not write summary tables")
     return p
 
@@ -163,6 +169,8 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
         raise UserError(f"--limit must be a positive number of utterances, got {args.limit}")
     if args.data != "default" and not Path(args.data).expanduser().exists():
         raise UserError(f"--data path not found: {args.data}")
+    if args.weights_dir is not None and not args.weights_dir.expanduser().is_dir():
+        raise UserError(f"--weights-dir {args.weights_dir}: not a folder")
     if args.asr is not None and not args.asr.strip():
         raise UserError("--asr needs a backend such as faster-whisper:tiny.en (or use --no-asr)")
     return RunConfig(
@@ -171,6 +179,7 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
         device=resolve_device(args.device), resume=args.resume and not args.force, force=args.force,
         asr=args.asr, cache_dir=(args.cache_dir or store.default_cache_dir()).expanduser(),
         report=args.report, argv=tuple(argv),
+        weights_dir=None if args.weights_dir is None else args.weights_dir.expanduser().resolve(),
     )
 
 
@@ -195,8 +204,10 @@ def load_utterances(data: str, limit: int | None) -> list[Any]:
     return utts
 
 
-def build_codecs(text: str, device: str) -> tuple[list[Codec], list[tuple[str, str]]]:
+def build_codecs(text: str, device: str, weights_dir: Path | None = None) -> tuple[list[Codec], list[tuple[str, str]]]:
     """Codec objects for ``--codecs`` plus (spec, reason) for the unavailable ones.
+
+    ``weights_dir`` (``--weights-dir``) goes to the backends that load pretrained weights.
 
     Unknown families or settings are user errors (``registry`` raises ValueError listing the
     valid ones); a missing package or weights file makes a codec *skipped*, never a crash.
@@ -204,7 +215,7 @@ def build_codecs(text: str, device: str) -> tuple[list[Codec], list[tuple[str, s
     from baselines import registry
 
     try:
-        return registry.build_codecs(text, device)
+        return registry.build_codecs(text, device, weights_dir=weights_dir)
     except ValueError as exc:
         raise UserError(" ".join(str(exc).split())) from exc
 
@@ -677,7 +688,8 @@ def manifest_dict(cfg: RunConfig, version: CodeVersion, codecs: Sequence[Codec],
         "command": "python -m benchmarks.run " + " ".join(cfg.argv),
         "args": {"codecs": cfg.codecs, "data": cfg.data, "limit": cfg.limit, "out": str(cfg.out),
                  "device": cfg.device, "resume": cfg.resume, "force": cfg.force, "asr": cfg.asr,
-                 "cache_dir": str(cfg.cache_dir)},
+                 "cache_dir": str(cfg.cache_dir),
+                 "weights_dir": None if cfg.weights_dir is None else str(cfg.weights_dir)},
         "git_revision": git_revision(), "code_version": version.label,
         "code_digests": {"codec": version.codec, "metrics": version.metrics},
         "packages": package_versions(), "python": sys.version.split()[0],
@@ -711,7 +723,7 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     seeds = seed_everything(SEED)
     utts = load_utterances(cfg.data, cfg.limit)
-    codecs, skipped = build_codecs(cfg.codecs, cfg.device)
+    codecs, skipped = build_codecs(cfg.codecs, cfg.device, cfg.weights_dir)
     stats = RunStats(skipped=list(skipped))
     for spec, reason in skipped:
         _print(f"skipped {spec}: {reason}")

@@ -98,3 +98,22 @@ def test_codec_unavailable_is_skipped_with_reason(monkeypatch):
     monkeypatch.setitem(sys.modules, "baselines.jepa_daam", fake)
     codecs, skipped = registry.build_codecs("jepa-daam@small")
     assert codecs == [] and skipped == [("jepa-daam@small", "put weights in ~/x")]
+
+
+def test_weights_dir_reaches_backends_that_take_it(monkeypatch):
+    taking = _fake_backend("baselines.neural", ["encodec@6k"])
+
+    def build_with_weights(spec: str, device: str = "cpu", weights_dir=None):
+        taking.built.append((spec, device, weights_dir))
+        return classical.build("pcm")
+
+    taking.build = build_with_weights
+    not_taking = _fake_backend("baselines.jepa_daam", [])
+    monkeypatch.setitem(sys.modules, "baselines.neural", taking)
+    monkeypatch.setitem(sys.modules, "baselines.jepa_daam", not_taking)
+    codecs, skipped = registry.build_codecs("encodec@6k,jepa-daam:/ckpt.safetensors,pcm", weights_dir="/w")
+    assert len(codecs) == 3 and skipped == []
+    assert taking.built == [("encodec@6k", "cpu", "/w")]
+    assert not_taking.built == [("jepa-daam:/ckpt.safetensors", "cpu")]
+    registry.build_codecs("encodec@6k")
+    assert taking.built[-1] == ("encodec@6k", "cpu", None)

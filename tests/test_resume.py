@@ -26,8 +26,8 @@ def encode_calls(monkeypatch) -> Counter:
     calls: Counter = Counter()
     real = registry.build_codecs
 
-    def counting(text: str, device: str = "cpu"):
-        codecs, skipped = real(text, device)
+    def counting(text: str, device: str = "cpu", weights_dir=None):
+        codecs, skipped = real(text, device, weights_dir)
         for codec in codecs:
             def encode(wav, _orig=codec.encode, _name=codec.name):
                 calls[_name] += 1

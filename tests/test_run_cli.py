@@ -234,3 +234,22 @@ def test_rows_without_vocab_sizes_are_redone_on_resume() -> None:
     assert complete({"status": "ok", "tokens_file": "tokens/x/u.npy", "vocab_sizes": [4, 4]})
     assert not complete({"status": "ok", "tokens_file": "tokens/x/u.npy"})
     assert complete({"status": "ok"})  # bitstream codec: no tokens, nothing to add
+
+
+def test_weights_dir_is_passed_to_neural_codecs(tmp_path, eval_rows, monkeypatch) -> None:
+    pytest.importorskip("transformers")
+    monkeypatch.delenv("JEPA_DAAM_WEIGHTS", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))  # no cached weights either
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
+    code, stdout, stderr = call_main(["--codecs", "pcm,encodec@6k", "--data", str(manifest), "--out",
+                                      str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"), "--no-asr",
+                                      "--no-report", "--weights-dir", str(weights)])
+    assert code == 0, stderr
+    reason = json.loads((tmp_path / "run" / "skipped.json").read_text())[0]
+    assert reason["codec"] == "encodec@6k" and str(weights / "facebook" / "encodec_24khz") in reason["reason"]
+    manifest_json = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest_json["args"]["weights_dir"] == str(weights.resolve())
+    code, _, stderr = call_main(["--codecs", "pcm", "--weights-dir", str(tmp_path / "nope")])
+    assert code == 2 and "--weights-dir" in stderr and "not a folder" in stderr
