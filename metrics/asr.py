@@ -83,8 +83,9 @@ LANGUAGE = "en"
 """Decoding language of every Whisper backend (the bundled model is English-only)."""
 
 _WHISPER_INSTALL_HINT = (
-    'install it with `pip install --no-deps openai-whisper && pip install tiktoken more-itertools '
-    'numba` (--no-deps keeps pip from pulling triton and another torch), or `pip install -e ".[asr]"`'
+    'install it as the README says: `pip install torch==2.13.0 -e ".[tts,asr,neural,dev]" && '
+    'pip install --no-deps openai-whisper==20250625` (the asr extra brings its light dependencies '
+    'tiktoken, more-itertools and numba; --no-deps keeps pip from pulling triton and another torch)'
 )
 
 METRIC_KEYS = ("wer", "cer", "dwer")
