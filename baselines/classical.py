@@ -19,8 +19,12 @@ length. All encoders run on the CPU, whatever `device` is passed to `build`.
 """
 from __future__ import annotations
 
+import ctypes
 import fractions
+import functools
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -228,6 +232,78 @@ class PyAVCodec:
         return self.setting.nominal
 
 
+# --------------------------------------------------------------------------------------------
+# libcodec2's process-global random number generator
+#
+# libcodec2's decoder draws random phases for unvoiced harmonics from `codec2_rand()`, an LCG whose
+# state is one static `unsigned long next = 1` shared by every Codec2 instance in the process
+# (no seeding function is exported). Decoding the same frames twice therefore gives different
+# audio, and an utterance's reconstruction depended on everything decoded before it in the
+# process (the runner's warm-up, cache hits that skip a decode, the codec list). Resetting the
+# state to its initial value before each encode/decode makes every call behave as in a fresh
+# process. The state's address is read from the x86-64 code of `codec2_rand`
+# (`imul rax, [rip + disp32], imm32`), then verified by the ANSI C rand() sequence for seed 1.
+
+#: First outputs of `codec2_rand` from state 1 (the ANSI C `rand()` LCG; checks the address).
+_CODEC2_RAND_SEED1 = (16838, 5758, 10113)
+
+
+def _loaded_libcodec2() -> Path | None:
+    """Path of the libcodec2 shared library loaded by pycodec2 (Linux: from /proc/self/maps)."""
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return None
+    for line in maps:
+        path = line.split()[-1] if line.split() else ""
+        if "libcodec2" in Path(path).name:
+            return Path(path)
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _codec2_rng_state() -> ctypes.c_uint64 | None:
+    """libcodec2's `next` (the `codec2_rand` state) as a ctypes view, or None if not found.
+
+    Requires pycodec2 imported (so libcodec2 is loaded). Returns None with a RuntimeWarning when
+    the library, the instruction pattern or the verification does not match (e.g. another CPU
+    architecture); decoding then still works but depends on the process history as before.
+    """
+    path = _loaded_libcodec2()
+    reason = "libcodec2 is not among the loaded libraries"
+    if path is not None:
+        try:
+            lib = ctypes.CDLL(str(path))  # the already-loaded copy: same statics as pycodec2's
+            func = lib.codec2_rand
+            func.restype, func.argtypes = ctypes.c_int, []
+            addr = ctypes.cast(func, ctypes.c_void_p).value
+            code = ctypes.string_at(addr, 11)
+            if code[:3] != b"\x48\x69\x05":  # imul r64, [rip + disp32], imm32 (11 bytes)
+                reason = f"unexpected code at codec2_rand ({code.hex()})"
+            else:
+                state = ctypes.c_uint64.from_address(addr + 11 + int.from_bytes(code[3:7], "little", signed=True))
+                state.value = 1
+                got = tuple(func() for _ in _CODEC2_RAND_SEED1)
+                state.value = 1
+                if got == _CODEC2_RAND_SEED1:
+                    return state
+                reason = f"codec2_rand gave {got} from state 1, expected {_CODEC2_RAND_SEED1}"
+        except (OSError, AttributeError, ValueError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+    warnings.warn(f"cannot reset libcodec2's random generator ({reason}); codec2 reconstructions will "
+                  "depend on what was decoded earlier in the process", RuntimeWarning, stacklevel=3)
+    return None
+
+
+def reset_codec2_rng() -> bool:
+    """Put libcodec2's global random state back to its initial value 1; True when it was done."""
+    state = _codec2_rng_state()
+    if state is None:
+        return False
+    state.value = 1
+    return True
+
+
 class Codec2Codec:
     """Codec 2 (libcodec2 via pycodec2) at 8 kHz.
 
@@ -235,6 +311,9 @@ class Codec2Codec:
     loop over frames (not samples). The input is padded with `delay` zeros (the end-of-stream
     flush a streaming encoder would do) and then to whole frames; those extra frames are real
     payload and are counted.
+
+    libcodec2's random generator is process-global; `encode` and `decode` reset it first
+    (`reset_codec2_rng`), so the same input always gives the same output, whatever ran before.
 
     Args:
         setting: "3200", "1200" or "700C".
@@ -264,6 +343,7 @@ class Codec2Codec:
         padded = np.zeros(n_frames * spf, dtype=np.int16)
         padded[:n] = pcm
         state = self._pycodec2.Codec2(CODEC2_MODES[self.setting])
+        reset_codec2_rng()
         bits = b"".join(state.encode(f) for f in padded.reshape(n_frames, spf))
         return Encoded(codes=None, vocab_sizes=(), frame_rate=self.sample_rate / spf,
                        payload_bytes=len(bits), num_samples=n, payload=bits)
@@ -276,6 +356,7 @@ class Codec2Codec:
             raise ValueError(f"{self.name}: payload of {len(data)} bytes is not a whole number of "
                              f"{bpf}-byte frames")
         state = self._pycodec2.Codec2(CODEC2_MODES[self.setting])
+        reset_codec2_rng()
         chunks = [state.decode(data[i : i + bpf]) for i in range(0, len(data), bpf)]
         decoded = np.concatenate(chunks) if chunks else np.zeros(0, np.int16)
         return _align(decoded.astype(np.float32) / INT16_SCALE, self.delay, enc.num_samples)

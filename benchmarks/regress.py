@@ -15,7 +15,11 @@ Tolerance kinds (per summary column, e.g. ``pesq_wb_mean`` or ``wer_corpus``):
 
 * ``{"abs": 0.1}``  -- |current - reference| <= 0.1 (PESQ, STOI, WER ...);
 * ``{"rel": 0.02}`` -- |current - reference| <= 0.02 * |reference| (bitstream bitrates);
-* ``{"exact": true}`` -- equal up to 1e-9 (token counts, token rates).
+* ``{"exact": true}`` -- equal up to 1e-9 (token counts, token rates);
+* ``{"count": 2}`` -- for corpus rates (``wer_corpus`` ...): |current - reference| <= 2 / N, N the
+  pooled denominator (``<column>_n``: reference words, or characters for CER), i.e. at most
+  2 more or fewer errors over the whole subset. On a small subset one word is several points of
+  WER, so the band is stated in errors, the unit in which the rate actually moves.
 ``"exact_for_token_codecs": true`` makes a relative band exact for codecs with tokens
 (``tokens_per_s`` > 0 in the reference), whose bitrate follows from vocabulary sizes and frame rate.
 A ``"better"`` key (``"higher"`` / ``"lower"``) only labels a change as REGRESSED or IMPROVED.
@@ -64,21 +68,33 @@ class Tolerance:
     column: str
     abs: float | None = None
     rel: float | None = None
+    count: float | None = None
     exact: bool = False
     exact_for_token_codecs: bool = False
     better: str | None = None  # "higher" | "lower" | None
 
-    def allowed(self, reference: float, token_codec: bool) -> float:
-        """Largest |current - reference| that passes."""
+    def allowed(self, reference: float, token_codec: bool, n_units: float = math.nan) -> float:
+        """Largest |current - reference| that passes.
+
+        Args:
+            reference: the reference value.
+            token_codec: the codec has tokens (for ``exact_for_token_codecs``).
+            n_units: pooled denominator of a corpus rate (``<column>_n``), for ``count`` bands;
+                NaN makes a ``count`` band exact.
+        """
         if self.exact or (self.exact_for_token_codecs and token_codec):
             return _EXACT_EPS
+        if self.count is not None:
+            return self.count / n_units if n_units > 0 else _EXACT_EPS
         if self.abs is not None:
             return self.abs
         return (self.rel or 0.0) * abs(reference)
 
-    def describe(self, token_codec: bool) -> str:
+    def describe(self, token_codec: bool, n_units: float = math.nan) -> str:
         if self.exact or (self.exact_for_token_codecs and token_codec):
             return "exact"
+        if self.count is not None:
+            return f"±{self.count:g} of {n_units:g}" if n_units > 0 else "exact"
         return f"±{self.abs:g}" if self.abs is not None else f"±{100 * (self.rel or 0.0):g}%"
 
 
@@ -114,12 +130,12 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> RegressConfig:
     for column, spec in raw["tolerances"].items():
         if column.startswith("_"):
             continue  # comment keys
-        unknown = set(spec) - {"abs", "rel", "exact", "exact_for_token_codecs", "better"}
-        if unknown or not ({"abs", "rel", "exact"} & set(spec)):
-            raise ValueError(f"{path}: tolerance for {column!r} must give one of abs/rel/exact; got {spec}")
+        unknown = set(spec) - {"abs", "rel", "count", "exact", "exact_for_token_codecs", "better"}
+        if unknown or not ({"abs", "rel", "count", "exact"} & set(spec)):
+            raise ValueError(f"{path}: tolerance for {column!r} must give one of abs/rel/count/exact; got {spec}")
         if spec.get("better") not in (None, "higher", "lower"):
             raise ValueError(f"{path}: tolerance {column!r}: 'better' must be 'higher' or 'lower'")
-        tolerances.append(Tolerance(column=column, abs=spec.get("abs"), rel=spec.get("rel"),
+        tolerances.append(Tolerance(column=column, abs=spec.get("abs"), rel=spec.get("rel"), count=spec.get("count"),
                                     exact=bool(spec.get("exact", False)),
                                     exact_for_token_codecs=bool(spec.get("exact_for_token_codecs", False)),
                                     better=spec.get("better")))
@@ -201,7 +217,7 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, tolerances: tuple[To
             rv, cv = _value(r, tol.column), _value(c, tol.column)
             if math.isnan(rv) and math.isnan(cv):
                 continue
-            out.append(_compare_value(codec, tol, rv, cv, token_codec))
+            out.append(_compare_value(codec, tol, rv, cv, token_codec, _value(r, f"{tol.column}_n")))
     for codec in cur.index.difference(ref.index, sort=False):
         out.append(dict(codec=codec, column="(codec)", reference="absent", current="present",
                         delta=math.nan, tolerance="", status=EXTRA))
@@ -219,11 +235,12 @@ def _value(row: pd.Series, column: str) -> float:
     return float(row[column]) if column in row.index and _finite(row[column]) else math.nan
 
 
-def _compare_value(codec: str, tol: Tolerance, rv: float, cv: float, token_codec: bool) -> dict[str, Any]:
+def _compare_value(codec: str, tol: Tolerance, rv: float, cv: float, token_codec: bool,
+                   n_units: float = math.nan) -> dict[str, Any]:
     delta = cv - rv
     if math.isnan(rv) or math.isnan(cv):
         status = "CHANGED"
-    elif abs(delta) <= tol.allowed(rv, token_codec) + _EXACT_EPS:
+    elif abs(delta) <= tol.allowed(rv, token_codec, n_units) + _EXACT_EPS:
         status = "ok"
     elif tol.better is None:
         status = "CHANGED"
@@ -231,7 +248,7 @@ def _compare_value(codec: str, tol: Tolerance, rv: float, cv: float, token_codec
         worse = delta < 0 if tol.better == "higher" else delta > 0
         status = "REGRESSED" if worse else "IMPROVED"
     return dict(codec=codec, column=tol.column, reference=rv, current=cv, delta=delta,
-                tolerance=tol.describe(token_codec), status=status)
+                tolerance=tol.describe(token_codec, n_units), status=status)
 
 
 def format_diff(diff: pd.DataFrame) -> str:

@@ -18,7 +18,8 @@ Statistics per codec (over rows with ``status == "ok"``):
   interval ``m_ci_low`` / ``m_ci_high`` (resampling utterances, fixed seed), ``m_n`` (finite values)
   and ``m_nan_reasons`` (why the other values are NaN, counted from the ``m_error`` column);
 * corpus-level rates pooled from count columns (``wer_errors / wer_words`` etc.) with a bootstrap
-  CI over utterances: ``wer_corpus``, ``wer_corpus_ci_low``, ``wer_corpus_ci_high`` ...;
+  CI over utterances: ``wer_corpus``, ``wer_corpus_ci_low``, ``wer_corpus_ci_high`` ..., and
+  ``wer_corpus_n``, the pooled denominator (reference words; characters for CER);
 * ``bitrate_nominal`` and ``bitrate_ratio`` (mean measured / nominal);
 * ``encode_rtf_median`` / ``decode_rtf_median`` (medians: timing distributions are skewed);
 * ``n_utts``, ``n_ok``, ``n_failed`` and ``failures``: failure reasons with counts, the file path
@@ -281,6 +282,7 @@ def summarize(
             num, den = num[keep], den[keep]
             total = den.sum()
             row[f"{name}_corpus"] = float(num.sum() / total) if total > 0 else math.nan
+            row[f"{name}_corpus_n"] = float(total)  # reference words (chars for CER) pooled
             row[f"{name}_corpus_ci_low"], row[f"{name}_corpus_ci_high"] = bootstrap_ci(
                 [num, den], _ratio_of_sums, n_resamples, confidence, seed
             )

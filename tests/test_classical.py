@@ -152,3 +152,18 @@ def test_missing_encoder_is_unavailable():
     setting = classical.AVSetting("no_such_encoder", "amrnb", 8000, 12200, "s16", 12200.0)
     with pytest.raises(CodecUnavailable, match="no_such_encoder"):
         classical.PyAVCodec("amr-nb@12.2k", setting)
+
+
+@pytest.mark.parametrize("spec", ["codec2@3200", "codec2@700C"])
+def test_codec2_decode_does_not_depend_on_earlier_decodes(spec, speech_16k):
+    """libcodec2's random phase generator is process-global; the codec resets it per call, so a
+    decode in between (another utterance, the runner's warm-up) must not change the output."""
+    codec = classical.build(spec)
+    wav = to_rate(speech_16k[0], 8000)
+    enc = codec.encode(wav)
+    first = codec.decode(enc).numpy()
+    noise = torch.from_numpy(np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1)
+    codec.decode(codec.encode(noise))
+    assert np.array_equal(codec.decode(enc).numpy(), first)
+    assert codec.encode(wav).payload == enc.payload
+    assert classical.reset_codec2_rng()

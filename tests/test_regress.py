@@ -133,3 +133,28 @@ def test_committed_reference_run_matches_config():
 def test_full_regression_run_against_committed_reference(tmp_path: Path):
     """End to end: re-run the reference configuration (about 1-3 min on 2 CPU cores)."""
     assert regress.main(["--out", str(tmp_path)]) == 0
+
+
+def test_wer_band_is_counted_in_word_errors(tmp_path: Path):
+    """wer_corpus has a band of 2 word errors: over 8 x 20 = 160 reference words, 2 extra errors
+    (+1.25 points) pass, 3 extra errors (+1.9 points) fail, whatever the absolute size."""
+    cfg = regress.load_config(synthetic_config(tmp_path))
+    assert next(t for t in cfg.tolerances if t.column == "wer_corpus").count == 2
+    ref_rows = synthetic_rows()
+    ref = write_run(tmp_path / "ref", ref_rows)
+
+    def with_extra_errors(n: int) -> list[dict]:
+        rows = [dict(r) for r in ref_rows]
+        target = [r for r in rows if r["codec"] == "opus@12k"][:n]
+        for r in target:
+            r["wer_errors"] += 1
+            r["wer"] = r["wer_errors"] / r["wer_words"]
+        return rows
+
+    passed, diff = regress.check(ref, write_run(tmp_path / "two", with_extra_errors(2)), cfg)
+    assert passed, diff[diff.status != "ok"]
+    row = diff[(diff.codec == "opus@12k") & (diff.column == "wer_corpus")].iloc[0]
+    assert row.delta == pytest.approx(2 / 160) and row.tolerance == "±2 of 160"
+    passed, diff = regress.check(ref, write_run(tmp_path / "three", with_extra_errors(3)), cfg)
+    bad = diff[diff.status != "ok"]
+    assert not passed and list(zip(bad.codec, bad.column, bad.status)) == [("opus@12k", "wer_corpus", "REGRESSED")]
