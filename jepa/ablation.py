@@ -6,8 +6,10 @@ the leaky "latent" context masking. This command trains the SMALL configuration 
 and off, with the same seed, data, crops, masks and step count (the two runs differ only in
 `use_daam`), and writes
 
-* `OUT/ablation.csv`: one row per run (final loss, mean of the last k steps, steps, wall time),
-  plus the paper's published rows labelled `published`;
+* `OUT/ablation.csv`: one row per run (final loss, mean of the last k steps, steps, wall time,
+  and two collapse diagnostics of the trained online encoder on held-out clips, see
+  `representation_diagnostics`), a row for the untrained encoder, and the paper's published
+  rows labelled `published`;
 * `OUT/ablation.md`: the same as a Markdown table;
 * `OUT/loss_curves.png` / `.pdf`: both loss curves (raw and moving average);
 * `OUT/<run>_log.csv`: the per-step training logs the table and plot come from.
@@ -93,12 +95,62 @@ def run_variants(args: argparse.Namespace) -> None:
                     raise RuntimeError(f"ablation run {v.name} failed (exit {proc.returncode}); see {log_path}")
 
 
+def _eval_clips(spec: str, n_clips: int, seconds: float) -> "torch.Tensor":
+    """The first `seconds` of the first `n_clips` utterances at least that long: [N, 1, L] at 24 kHz."""
+    import torch
+
+    from jepa.data import load_utterances
+
+    length = int(round(seconds * 24_000))
+    waves, _ = load_utterances(spec, sample_rate=24_000)
+    clips = [torch.from_numpy(w[:length]) for w in waves if w.shape[0] >= length][:n_clips]
+    if len(clips) < 2:
+        raise ValueError(f"{spec}: fewer than 2 utterances of at least {seconds} s for the diagnostics")
+    return torch.stack(clips)[:, None]
+
+
+def representation_diagnostics(state: dict | None, clips: "torch.Tensor", model_cfg) -> dict[str, float]:
+    """Is the online encoder's output about the audio, or only about the frame position?
+
+    Args:
+        state: a stage-1 JEPA state dict (None: the seeded untrained model).
+        clips: [N, 1, L] held-out speech, all of the same length (so frame t is the same
+            position in every clip).
+        model_cfg: the ModelConfig the state belongs to.
+    Returns:
+        ``between_clip_std``: std of z_e across clips at the same frame position, averaged over
+            channels and positions (0 = the latent ignores the audio: positional collapse);
+        ``distinct_frames``: distinct FSQ code vectors / frames (1 = every frame has its own code;
+            1/T_z = codes depend only on the position).
+    """
+    import torch
+
+    from jepa.fsq import FSQ
+    from jepa.jepa import JEPA
+
+    torch.manual_seed(0)
+    model = JEPA(model_cfg)
+    if state is not None:
+        model.load_state_dict(state)
+    model.eval()
+    with torch.inference_mode():
+        z = model.context_encoder(clips)  # [N, C, T]
+        _, idx = FSQ(model_cfg.fsq_levels, model_cfg.latent_dim, model_cfg.fsq_temperature)(z)
+    codes = idx.reshape(-1, idx.shape[-1])
+    return {"between_clip_std": float(z.std(dim=0).mean()),
+            "distinct_frames": float(torch.unique(codes, dim=0).shape[0] / codes.shape[0])}
+
+
 def summarise(args: argparse.Namespace) -> list[dict[str, object]]:
     """Rows of the ablation table from the run folders (measured) plus the published values."""
+    from jepa.config import config_from_dict
+
     rows: list[dict[str, object]] = []
+    clips = _eval_clips(args.eval_data, args.eval_clips, args.crop_seconds or 4.0)
     for v in VARIANTS:
         run = Path(args.runs) / v.name
         ckpt = load_checkpoint(run / CHECKPOINT_NAME)
+        diag = representation_diagnostics(ckpt["model"], clips, config_from_dict(ckpt["config"]).model)
         data = read_log(run / LOG_NAME)
         loss, steps = data["loss"], data["step"]
         if int(ckpt["step"]) != args.steps or len(loss) != args.steps:
@@ -107,11 +159,16 @@ def summarise(args: argparse.Namespace) -> list[dict[str, object]]:
         rows.append({"run": v.label, "source": "measured", "use_daam": v.name == "daam", "steps": int(steps[-1]),
                      "final_loss": float(loss[-1]), f"mean_last_{args.last_k}": float(np.mean(loss[-k:])),
                      "std_last_k": float(np.std(loss[-k:])), "min_loss": float(np.min(loss)),
-                     "wall_minutes": float(ckpt["wall_seconds"]) / 60.0, "config": v.config})
+                     **diag, "wall_minutes": float(ckpt["wall_seconds"]) / 60.0, "config": v.config})
+    nan = float("nan")
+    untrained = representation_diagnostics(None, clips, config_from_dict(ckpt["config"]).model)
+    rows.append({"run": "untrained encoder (reference for the diagnostics)", "source": "measured",
+                 "use_daam": True, "steps": 0, "final_loss": nan, f"mean_last_{args.last_k}": nan, "std_last_k": nan,
+                 "min_loss": nan, **untrained, "wall_minutes": nan, "config": VARIANTS[0].config})
     for label, value in PUBLISHED:
         rows.append({"run": label, "source": "published", "use_daam": "without" not in label, "steps": 24000,
-                     "final_loss": value, f"mean_last_{args.last_k}": float("nan"), "std_last_k": float("nan"),
-                     "min_loss": float("nan"), "wall_minutes": float("nan"), "config": "paper"})
+                     "final_loss": value, f"mean_last_{args.last_k}": nan, "std_last_k": nan, "min_loss": nan,
+                     "between_clip_std": nan, "distinct_frames": nan, "wall_minutes": nan, "config": "paper"})
     return rows
 
 
@@ -170,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("results/ablation"), help="table, plot and logs")
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/train/manifest.tsv"),
                    help="training data (manifest or folder)")
+    p.add_argument("--eval-data", default=str(Path(__file__).resolve().parents[2] / "shared/data/eval/manifest.tsv"),
+                   help="held-out speech for the collapse diagnostics")
+    p.add_argument("--eval-clips", type=int, default=16, help="clips used by the diagnostics")
     p.add_argument("--runs", default="runs/ablation", help="run folders (checkpoints; resumed when present)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, help="global batch (default: the SMALL config's)")
