@@ -146,11 +146,13 @@ def summarise(args: argparse.Namespace) -> list[dict[str, object]]:
     from jepa.config import config_from_dict
 
     rows: list[dict[str, object]] = []
+    model_cfgs = {}
     clips = _eval_clips(args.eval_data, args.eval_clips, args.crop_seconds or 4.0)
     for v in VARIANTS:
         run = Path(args.runs) / v.name
         ckpt = load_checkpoint(run / CHECKPOINT_NAME)
-        diag = representation_diagnostics(ckpt["model"], clips, config_from_dict(ckpt["config"]).model)
+        model_cfgs[v.name] = config_from_dict(ckpt["config"]).model
+        diag = representation_diagnostics(ckpt["model"], clips, model_cfgs[v.name])
         data = read_log(run / LOG_NAME)
         loss, steps = data["loss"], data["step"]
         if int(ckpt["step"]) != args.steps or len(loss) != args.steps:
@@ -161,7 +163,7 @@ def summarise(args: argparse.Namespace) -> list[dict[str, object]]:
                      "std_last_k": float(np.std(loss[-k:])), "min_loss": float(np.min(loss)),
                      **diag, "wall_minutes": float(ckpt["wall_seconds"]) / 60.0, "config": v.config})
     nan = float("nan")
-    untrained = representation_diagnostics(None, clips, config_from_dict(ckpt["config"]).model)
+    untrained = representation_diagnostics(None, clips, model_cfgs[VARIANTS[0].name])
     rows.append({"run": "untrained encoder (reference for the diagnostics)", "source": "measured",
                  "use_daam": True, "steps": 0, "final_loss": nan, f"mean_last_{args.last_k}": nan, "std_last_k": nan,
                  "min_loss": nan, **untrained, "wall_minutes": nan, "config": VARIANTS[0].config})
@@ -177,11 +179,11 @@ def write_table(rows: list[dict[str, object]], out: Path) -> None:
     with open(out / "ablation.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
-        w.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
+        w.writerows({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
 
     def cell(v: object) -> str:
         if isinstance(v, float):
-            return "–" if np.isnan(v) else f"{v:.4f}"
+            return "–" if np.isnan(v) else f"{v:.4g}"
         return str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
