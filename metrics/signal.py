@@ -25,6 +25,10 @@ PESQ_MIN_SECONDS = 0.25
 """Shorter inputs are refused (the ITU P.862 model needs several 32 ms frames of speech)."""
 MAX_DELAY_S = 0.1
 """Default delay search range of `si_sdr_aligned`: +-100 ms."""
+STOI_MIN_SECONDS = (256 + 30 * 128 + 1) / 10000
+"""Shortest input pystoi can score: 30 frames of 256 samples, hop 128, at its internal 10 kHz,
+after its silence removal drops one frame (0.4097 s; found by search, 4096 samples fail). Shorter
+inputs crash inside pystoi (< 1 frame) or make it return a substitute 1e-5."""
 
 MEL_N_FFT = 1024
 MEL_HOP = 256
@@ -126,6 +130,13 @@ def _stoi(ref: np.ndarray, est: np.ndarray, sr: int, extended: bool) -> MetricVa
     except ImportError as exc:
         return _fail(f"pystoi package not installed (pip install pystoi): {exc}")
     name = "ESTOI" if extended else "STOI"
+    if r.shape[0] < STOI_MIN_SECONDS * sr:
+        return _fail(f"too short for {name}: {r.shape[0] / sr:.3f} s < {STOI_MIN_SECONDS:.4f} s "
+                     f"(30 frames of 25.6 ms with 50 % overlap)")
+    if not np.any(r):
+        # pystoi keeps every frame of an all-zero reference (they are all equally loud) and
+        # returns 0.0, a plausible-looking score for a signal that has no speech to compare.
+        return _fail(f"reference is silent (all zeros): {name} has no speech to compare")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -145,8 +156,9 @@ def stoi(ref: np.ndarray, est: np.ndarray, sr: int) -> MetricValue:
     """Short-time objective intelligibility (Taal et al. 2011) via pystoi, range 0..1.
 
     pystoi resamples internally to 10 kHz and drops frames more than 40 dB below the loudest.
-    No alignment: a delayed estimate loses STOI points. NaN with a reason when fewer than 30
-    non-silent frames remain (about 384 ms of speech) or the result is not finite.
+    No alignment: a delayed estimate loses STOI points. NaN with a reason when the input is
+    shorter than `STOI_MIN_SECONDS`, the reference is all zeros, fewer than 30 non-silent frames
+    remain after pystoi's silence removal, or the result is not finite.
     """
     return _stoi(ref, est, sr, extended=False)
 
