@@ -318,7 +318,7 @@ def read_utterance(utt: Utterance, target_sr: int | None = None) -> tuple[np.nda
     if utt.duration_s is not None and abs(info.duration_s - utt.duration_s) > DURATION_TOLERANCE_S:
         raise AudioError(
             f"{utt.path}: duration mismatch: manifest says {utt.duration_s:.3f} s, "
-            f"file holds {info.duration_s:.3f} s"
+            f"file holds {info.duration_s:.3f} s", "duration_mismatch",
         )
     return wav, info
 

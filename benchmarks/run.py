@@ -384,6 +384,8 @@ class Source:
         wav: mono float32 [T] at ``sr`` (as stored in the file).
         sr: the file's sample rate (Hz).
         ref16: the reference at ``METRIC_SR``: float32 [T16].
+        notes: properties of the input that do not stop the evaluation but qualify its metrics
+            (downmixed channels, clipping, silence); written to the row's ``input_warning``.
     """
 
     utt: Any
@@ -391,24 +393,51 @@ class Source:
     wav: np.ndarray
     sr: int
     ref16: np.ndarray
+    notes: tuple[str, ...] = ()
 
     @property
     def duration_s(self) -> float:
         return self.wav.shape[0] / self.sr
 
 
+def input_notes(wav: np.ndarray, info: jaudio.AudioInfo) -> tuple[str, ...]:
+    """Loadable-but-odd properties of one input file, each a short sentence for ``input_warning``.
+
+    Args:
+        wav: the decoded mono float32 waveform [T] (after any downmix).
+        info: what ``jepa.audio.read_audio`` found in the file.
+
+    Returns:
+        zero or more of: ``"<C> channels averaged to mono"``, ``"clipped: <p> % of samples at
+        >= 0.999 of full scale"``, ``"silent: all samples are zero"``.
+    """
+    notes = []
+    if info.downmixed:
+        notes.append(f"{info.channels} channels averaged to mono")
+    clipped = jaudio.clipped_fraction(wav)
+    if clipped > 0:
+        notes.append(f"clipped: {100 * clipped:.3g} % of samples at >= 0.999 of full scale")
+    if not np.any(wav):
+        notes.append("silent: all samples are zero")
+    return tuple(notes)
+
+
 def load_source(utt: Any, checksum: str | None) -> Source:
     """Load one utterance at its own rate and make the 16 kHz reference.
 
+    Multichannel files are averaged to mono; that, clipping and silence are recorded in
+    :attr:`Source.notes` (and so in the row), not raised.
+
     Raises:
         AudioError: missing / empty / corrupt / non-audio / NaN-Inf file, or a decoded duration
-            that differs from the manifest's (``benchmarks.datasets.load_utterance``).
+            that differs from the manifest's (``benchmarks.datasets.read_utterance``).
     """
-    from benchmarks.datasets import load_utterance
+    from benchmarks.datasets import read_utterance
 
-    wav, sr = load_utterance(utt)
+    wav, info = read_utterance(utt)
     checksum = checksum or store.sha256_file(Path(utt.path))
-    return Source(utt=utt, checksum=checksum, wav=wav, sr=sr, ref16=jaudio.resample(wav, sr, METRIC_SR))
+    return Source(utt=utt, checksum=checksum, wav=wav, sr=info.sample_rate,
+                  ref16=jaudio.resample(wav, info.sample_rate, METRIC_SR), notes=input_notes(wav, info))
 
 
 def _codec_weights_hash(codec: Codec) -> str | None:
@@ -583,6 +612,8 @@ class Runner:
             duration = enc.num_samples / codec.sample_rate
             est16 = arrays["wav16k"]
             row.update(status="ok", error=None, source_sample_rate=int(src.sr))
+            if src.notes:
+                row["input_warning"] = "; ".join(src.notes)
             row.update(tokens.bitrate_columns(enc, duration, codec.nominal_bitrate()))
             row.update(tokens.token_rates(enc, duration), padded_frames=enc.padded_frames)
             row.update(encode_s=values["encode_s"], decode_s=values["decode_s"],
@@ -607,14 +638,39 @@ class Runner:
         return row
 
     def error_row(self, codec: Codec, utt: Any, exc: BaseException, stage: str) -> dict[str, Any]:
-        """A ``status == "error"`` row: one line naming the file, the stage and the problem."""
+        """A ``status == "error"`` row: one line naming the file, the stage and the problem.
+
+        ``error_reason`` is a short category to count failures by (:func:`failure_reason`).
+        """
         message = " ".join(str(exc).split()) or type(exc).__name__
         if str(utt.path) not in message:
             message = f"{utt.path}: {message}"
         row = self.base_row(codec, utt)
         row.update(status="error", error=f"{message} [{stage}: {type(exc).__name__}]",
-                   error_stage=stage, error_type=type(exc).__name__)
+                   error_stage=stage, error_type=type(exc).__name__, error_reason=failure_reason(exc, stage))
         return row
+
+
+def failure_reason(exc: BaseException, stage: str) -> str:
+    """Short category of a failure: ``AudioError.reason`` for bad input (``file_not_found``,
+    ``corrupt_audio``, ... see ``jepa.audio.AUDIO_ERROR_REASONS``), else ``<stage>:<exception type>``
+    (e.g. ``encode:RuntimeError``)."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, jaudio.AudioError) and isinstance(reason, str) and reason:
+        return reason
+    return f"{stage}:{type(exc).__name__}"
+
+
+def failures_by_reason(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Error rows counted by ``error_reason`` (``<error_stage>:<error_type>`` for rows written
+    before that column existed), most frequent first."""
+    from collections import Counter
+
+    counts = Counter(
+        str(r.get("error_reason") or f"{r.get('error_stage', '?')}:{r.get('error_type', '?')}")
+        for r in rows if r.get("status") == "error"
+    )
+    return dict(counts.most_common())
 
 
 # --------------------------------------------------------------------------------------------
@@ -630,6 +686,7 @@ class RunStats:
         from_cache: rows whose reconstruction came from the cache.
         resumed: (codec, utterance) pairs skipped because results.jsonl already had them.
         errors: error rows written now.
+        failures: error rows of the whole results file (resumed ones included) by reason.
         skipped: (spec, reason) of unavailable codecs.
         wall_s: wall time of the invocation (s).
         summary: the Markdown summary printed at the end.
@@ -639,6 +696,7 @@ class RunStats:
     from_cache: int = 0
     resumed: int = 0
     errors: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     wall_s: float = 0.0
     summary: str = ""
@@ -761,12 +819,13 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
                 stats.errors += row["status"] == "error"
                 bar.update(1)
     stats.computed, stats.from_cache = runner.n_computed, runner.n_from_cache
+    stats.failures = failures_by_reason(store.load_rows(results))
     stats.wall_s = time.perf_counter() - t0
     if cfg.report:
         stats.summary = write_summary(cfg.out)
     manifest.update(status="finished", finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     wall_s=round(stats.wall_s, 3), rows_computed=stats.computed, rows_from_cache=stats.from_cache,
-                    rows_resumed=stats.resumed, rows_error=stats.errors,
+                    rows_resumed=stats.resumed, rows_error=stats.errors, failures_by_reason=stats.failures,
                     peak_memory_mb=speed.peak_memory_mb(cfg.device),
                     peak_memory_source=speed.peak_memory_source(cfg.device),
                     cache={"dir": str(cfg.cache_dir), "hits": runner.cache.hits, "misses": runner.cache.misses})
@@ -840,6 +899,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = store.ResultCache(cfg.cache_dir)
     print(f"{stats.computed} rows computed, {stats.from_cache} from cache, {stats.resumed} already done, "
           f"{stats.errors} errors; {len(stats.skipped)} codecs skipped; wall time {stats.wall_s:.1f} s")
+    if stats.failures:
+        print(f"failed rows by reason ({sum(stats.failures.values())} in results): "
+              + ", ".join(f"{reason} {n}" for reason, n in stats.failures.items()))
     print(f"results: {cfg.out / store.RESULTS_FILE}; cache {cfg.cache_dir}: "
           f"{store.format_bytes(cache.size_bytes())} in {cache.n_entries()} entries")
     return 0

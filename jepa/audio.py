@@ -31,6 +31,7 @@ import soxr
 __all__ = [
     "AUDIO_EXTENSIONS",
     "RESAMPLER",
+    "AUDIO_ERROR_REASONS",
     "AudioError",
     "AudioInfo",
     "DownmixWarning",
@@ -57,7 +58,31 @@ _BLOCK_SAMPLES = 1 << 20
 
 
 class AudioError(ValueError):
-    """A file or array that cannot be used as audio; the message names it and the problem."""
+    """A file or array that cannot be used as audio; the message names it and the problem.
+
+    Attributes:
+        reason: a short, stable category of the problem (one of :data:`AUDIO_ERROR_REASONS`),
+            so that a run over thousands of files can count its failures by kind while the
+            message keeps the per-file detail (sample counts, decoder text).
+    """
+
+    def __init__(self, message: str, reason: str = "invalid_audio") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+#: The categories :class:`AudioError.reason` takes, with what each means.
+AUDIO_ERROR_REASONS: dict[str, str] = {
+    "file_not_found": "the path does not exist",
+    "not_a_file": "a directory, an invalid path, or a file that cannot be opened",
+    "empty_file": "a 0-byte file",
+    "not_audio": "neither libsndfile nor FFmpeg recognise the format, or no audio stream",
+    "corrupt_audio": "the format is recognised but the data is corrupt or truncated",
+    "no_samples": "decodes to 0 samples",
+    "non_finite_samples": "holds NaN or Inf samples",
+    "duration_mismatch": "decoded duration differs from the manifest's duration_s",
+    "invalid_audio": "an in-memory array that is not a 1-D numeric waveform",
+}
 
 
 class DownmixWarning(UserWarning):
@@ -105,17 +130,17 @@ def _check_file(path: Path) -> None:
     try:
         exists = path.exists()
     except (OSError, ValueError) as exc:  # e.g. a NUL byte or an over-long name
-        raise AudioError(f"{path!r}: invalid file path ({_one_line(exc)})") from exc
+        raise AudioError(f"{path!r}: invalid file path ({_one_line(exc)})", "not_a_file") from exc
     if not exists:
-        raise AudioError(f"{path}: file not found")
+        raise AudioError(f"{path}: file not found", "file_not_found")
     if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
+        raise AudioError(f"{path}: is a directory, not an audio file", "not_a_file")
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise AudioError(f"{path}: cannot be read ({_one_line(exc)})") from exc
+        raise AudioError(f"{path}: cannot be read ({_one_line(exc)})", "not_a_file") from exc
     if size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
+        raise AudioError(f"{path}: empty file (0 bytes)", "empty_file")
 
 
 def _decode_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
@@ -134,7 +159,7 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
         channels = f.channels
         sr = f.samplerate
         if channels < 1 or sr < 1:
-            raise AudioError(f"{path}: invalid header ({channels} channels at {sr} Hz)")
+            raise AudioError(f"{path}: invalid header ({channels} channels at {sr} Hz)", "corrupt_audio")
         block = max(1, _BLOCK_SAMPLES // channels)
         blocks: list[np.ndarray] = []
         decoded = 0
@@ -148,11 +173,12 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
         except (sf.SoundFileError, RuntimeError, ValueError, MemoryError) as exc:
             raise AudioError(
                 f"{path}: corrupt or truncated audio ({_one_line(exc)}; header declares "
-                f"{declared} frames)"
+                f"{declared} frames)", "corrupt_audio",
             ) from exc
     if 0 < decoded < declared:
         raise AudioError(
-            f"{path}: truncated audio: header declares {declared} frames, only {decoded} decoded"
+            f"{path}: truncated audio: header declares {declared} frames, only {decoded} decoded",
+            "corrupt_audio",
         )
     wav = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, channels), np.float32)
     return wav, sr
@@ -166,15 +192,16 @@ def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
         container = av.open(str(path))
     except Exception as exc:  # FFmpeg reports unknown formats through several exception types
         raise AudioError(
-            f"{path}: not a readable audio file (neither libsndfile nor FFmpeg recognise its format)"
+            f"{path}: not a readable audio file (neither libsndfile nor FFmpeg recognise its format)",
+            "not_audio",
         ) from exc
     with container:
         if not container.streams.audio:
-            raise AudioError(f"{path}: contains no audio stream")
+            raise AudioError(f"{path}: contains no audio stream", "not_audio")
         stream = container.streams.audio[0]
         sr = int(stream.codec_context.sample_rate or 0)
         if sr < 1:
-            raise AudioError(f"{path}: invalid audio stream (sample rate {sr} Hz)")
+            raise AudioError(f"{path}: invalid audio stream (sample rate {sr} Hz)", "corrupt_audio")
         # Planar float keeps every channel apart ([C, n] per frame); we downmix ourselves.
         resampler = av.AudioResampler(format="fltp")
         parts: list[np.ndarray] = []
@@ -183,11 +210,11 @@ def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:
                 parts.extend(out.to_ndarray() for out in resampler.resample(frame))
             parts.extend(out.to_ndarray() for out in resampler.resample(None))
         except Exception as exc:  # corrupt packets surface as FFmpegError, ValueError, ...
-            raise AudioError(f"{path}: corrupt audio stream ({_one_line(exc)})") from exc
+            raise AudioError(f"{path}: corrupt audio stream ({_one_line(exc)})", "corrupt_audio") from exc
     if not parts:
         return np.zeros((0, 1), np.float32), sr
     if len({part.shape[0] for part in parts}) != 1:
-        raise AudioError(f"{path}: channel count changes inside the stream")
+        raise AudioError(f"{path}: channel count changes inside the stream", "corrupt_audio")
     return np.ascontiguousarray(np.concatenate(parts, axis=1).T, dtype=np.float32), sr
 
 
@@ -222,14 +249,15 @@ def check_waveform(x: object, name: str) -> np.ndarray:
     if arr.ndim != 1:
         raise AudioError(f"{name}: expected a 1-D mono waveform [T], got shape {tuple(arr.shape)}")
     if arr.size == 0:
-        raise AudioError(f"{name}: contains no audio samples (0 frames)")
+        raise AudioError(f"{name}: contains no audio samples (0 frames)", "no_samples")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
     finite = np.isfinite(arr)
     if not finite.all():
         n_nan = int(np.isnan(arr).sum())
         n_inf = int(arr.size - finite.sum()) - n_nan
         raise AudioError(
-            f"{name}: contains non-finite samples ({n_nan} NaN, {n_inf} Inf of {arr.size})"
+            f"{name}: contains non-finite samples ({n_nan} NaN, {n_inf} Inf of {arr.size})",
+            "non_finite_samples",
         )
     return arr
 
@@ -295,7 +323,7 @@ def read_audio(path: str | Path, target_sr: int | None = None) -> tuple[np.ndarr
     multi, sr, decoder = _decode(p)
     n_frames, channels = multi.shape
     if n_frames == 0:
-        raise AudioError(f"{p}: contains no audio samples (0 frames)")
+        raise AudioError(f"{p}: contains no audio samples (0 frames)", "no_samples")
     wav = multi[:, 0] if channels == 1 else multi.mean(axis=1, dtype=np.float32)
     wav = check_waveform(wav, str(p))
     peak = float(np.max(np.abs(wav)))
@@ -346,12 +374,13 @@ def audio_checksum(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     """
     p = Path(path)
     if not p.is_file():
-        raise AudioError(f"{p}: file not found" if not p.exists() else f"{p}: not a regular file")
+        raise AudioError(f"{p}: file not found" if not p.exists() else f"{p}: not a regular file",
+                         "file_not_found" if not p.exists() else "not_a_file")
     digest = hashlib.sha256()
     try:
         with open(p, "rb") as f:
             for block in iter(lambda: f.read(chunk_bytes), b""):
                 digest.update(block)
     except OSError as exc:
-        raise AudioError(f"{p}: cannot be read ({_one_line(exc)})") from exc
+        raise AudioError(f"{p}: cannot be read ({_one_line(exc)})", "not_a_file") from exc
     return digest.hexdigest()
