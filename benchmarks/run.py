@@ -65,6 +65,12 @@ RECORDED_PACKAGES = (
     "jepa-daam", "torch", "numpy", "scipy", "soundfile", "soxr", "pesq", "pystoi", "jiwer", "pandas",
     "av", "pycodec2", "safetensors", "faster-whisper", "ctranslate2", "openai-whisper", "piper-tts",
 )
+#: Packages whose versions determine a reconstruction (codec libraries, resampler, tensor maths):
+#: part of the reconstruction cache key, so an upgraded libopus or torch recomputes.
+CODEC_PACKAGES = ("torch", "numpy", "soxr", "soundfile", "av", "pycodec2", "safetensors", "transformers", "snac",
+                  "einops", "speechtokenizer")
+#: Packages whose versions determine the signal metrics: part of the signal-metric cache key.
+METRIC_PACKAGES = ("numpy", "scipy", "soxr", "pesq", "pystoi", "torch")
 #: Row columns that hold wall-clock timings (they differ between otherwise identical runs).
 TIMING_COLUMNS = ("encode_s", "decode_s", "encode_rtf", "decode_rtf")
 
@@ -473,17 +479,20 @@ class Runner:
         self.asr = asr
         self.device_type = torch.device(cfg.device).type
         self._warm: set[str] = set()
+        self.codec_packages = package_versions(CODEC_PACKAGES)
+        self.metric_packages = package_versions(METRIC_PACKAGES)
         self.n_computed = 0
         self.n_from_cache = 0
 
     # ---- cache keys ------------------------------------------------------------------------
 
     def recon_key(self, codec: Codec, src: Source) -> str:
-        """Address of a reconstruction: codec spec + weights + audio + codec code + resampler + device."""
+        """Address of a reconstruction: codec spec + weights + audio bytes + codec code + versions of
+        the codec packages + resampler + device."""
         return store.cache_key(
             kind="reconstruction", codec=codec.name, weights=_codec_weights_hash(codec), audio=src.checksum,
             code=self.version.codec, resampler=jaudio.RESAMPLER, device=self.device_type,
-            torch=torch.__version__, metric_sr=METRIC_SR,
+            torch=torch.__version__, metric_sr=METRIC_SR, packages=self.codec_packages,
         )
 
     # ---- stages ----------------------------------------------------------------------------
@@ -550,7 +559,7 @@ class Runner:
 
     def signal_columns(self, recon_key: str, ref16: np.ndarray, est16: np.ndarray) -> dict[str, Any]:
         """Signal metrics after the length rule (trim both to the shorter), cached."""
-        key = store.cache_key(kind="signal", recon=recon_key, code=self.version.metrics)
+        key = store.cache_key(kind="signal", recon=recon_key, code=self.version.metrics, packages=self.metric_packages)
         cached = self.cache.get("signal", key)
         if cached is not None:
             return cached.values
@@ -828,7 +837,8 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
                     rows_resumed=stats.resumed, rows_error=stats.errors, failures_by_reason=stats.failures,
                     peak_memory_mb=speed.peak_memory_mb(cfg.device),
                     peak_memory_source=speed.peak_memory_source(cfg.device),
-                    cache={"dir": str(cfg.cache_dir), "hits": runner.cache.hits, "misses": runner.cache.misses})
+                    cache={"dir": str(cfg.cache_dir), "hits": runner.cache.hits, "misses": runner.cache.misses,
+                           "size_bytes": runner.cache.size_bytes(), "entries": runner.cache.n_entries()})
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
     return stats
 
