@@ -279,7 +279,12 @@ class JEPACodec(nn.Module):
 
     # ---- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write the weights as safetensors with the config JSON in the metadata."""
+        """Write the weights as safetensors with the config JSON and a content hash in the metadata.
+
+        Metadata keys: ``format``, ``format_version``, ``config`` (JSON of the whole config),
+        ``extra_hop`` (JSON bool) and ``content_sha256`` (:func:`state_dict_sha256` of the
+        tensors), which :meth:`load` verifies.
+        """
         from safetensors.torch import save_file
 
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
@@ -288,12 +293,21 @@ class JEPACodec(nn.Module):
             "format_version": FORMAT_VERSION,
             "config": json.dumps(config_to_dict(self.config)),
             "extra_hop": json.dumps(self.extra_hop),
+            "content_sha256": state_dict_sha256(state),
         }
         save_file(state, str(path), metadata=metadata)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "JEPACodec":
-        """Load a checkpoint written by :meth:`save` (strictly: every tensor must match)."""
+        """Load a checkpoint written by :meth:`save`, checking it before any weight is used.
+
+        Only safetensors is read (no pickle). Checks, each failing with a ValueError that names
+        the file: readable safetensors (a truncated or corrupt file fails here), JEPACodec
+        metadata with a valid config, the tensors' ``content_sha256`` when the file carries one
+        (flipped bytes in the tensor data fail here; files written before the hash existed skip
+        this check), no NaN/Inf in any tensor, and exactly the tensor names and shapes that the
+        config's model has (a header for another config or missing tensors fail here).
+        """
         from safetensors import safe_open
         from safetensors.torch import load_file
 
@@ -303,13 +317,28 @@ class JEPACodec(nn.Module):
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}
-        except Exception as err:  # safetensors raises its own error types for corrupt headers
-            raise ValueError(f"{path} is not a readable safetensors file: {err}") from err
+            state = load_file(str(path))
+        except Exception as err:  # safetensors raises its own error types for corrupt headers/data
+            raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): "
+                             f"{' '.join(str(err).split())}") from err
         if metadata.get("format") != CHECKPOINT_FORMAT or "config" not in metadata:
             raise ValueError(f"{path} is not a JEPACodec checkpoint (metadata format={metadata.get('format')!r})")
-        codec = cls(config_from_dict(json.loads(metadata["config"])),
-                    extra_hop=json.loads(metadata.get("extra_hop", "true")))
-        codec.load_state_dict(load_file(str(path)), strict=True)
+        try:
+            config = config_from_dict(json.loads(metadata["config"]))
+            extra_hop = json.loads(metadata.get("extra_hop", "true"))
+        except (ValueError, TypeError) as err:  # JSONDecodeError is a ValueError
+            raise ValueError(f"{path}: invalid config in the checkpoint metadata: {err}") from err
+        expected_hash = metadata.get("content_sha256")
+        if expected_hash is not None:
+            actual = state_dict_sha256(state)
+            if actual != expected_hash:
+                raise ValueError(f"{path}: tensor data does not match the checkpoint's content_sha256 "
+                                 f"(stored {expected_hash[:16]}..., computed {actual[:16]}...): the file was "
+                                 f"corrupted or edited after it was saved")
+        _check_finite(state, path)
+        codec = cls(config, extra_hop=bool(extra_hop))
+        _check_tensor_layout(state, codec.state_dict(), path, config)
+        codec.load_state_dict(state, strict=True)
         return codec.to(device).eval()
 
     @classmethod
@@ -319,6 +348,51 @@ class JEPACodec(nn.Module):
         codec = cls(cfg, extra_hop=extra_hop)
         codec.encoder.load_state_dict(jepa_module.context_encoder.state_dict(), strict=True)
         return codec
+
+
+# ---- checkpoint checks -------------------------------------------------------------------------
+
+def state_dict_sha256(state: "dict[str, torch.Tensor]") -> str:
+    """SHA-256 (hex) over every tensor's name, dtype, shape and raw bytes, names in sorted order.
+
+    Independent of the file layout, so it identifies the weights themselves.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().to("cpu").contiguous()
+        digest.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def _check_finite(state: "dict[str, torch.Tensor]", path: Path) -> None:
+    """Raise ValueError naming ``path`` and the first tensor that holds NaN/Inf values."""
+    floats = [(name, t) for name, t in state.items() if t.is_floating_point() and t.numel()]
+    if not floats or bool(torch.isfinite(torch.cat([t.reshape(-1).float() for _, t in floats])).all()):
+        return
+    for name, t in floats:
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise ValueError(f"{path}: tensor {name!r} holds {bad} NaN/Inf values of {t.numel()}: "
+                             f"the checkpoint is corrupt")
+
+
+def _check_tensor_layout(state: "dict[str, torch.Tensor]", expected: "dict[str, torch.Tensor]", path: Path,
+                         config: JEPADAAMConfig) -> None:
+    """Raise ValueError naming ``path`` when the file's tensors are not exactly those of the model
+    built from its config (missing, unexpected, or differently shaped tensors; first 3 of each)."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = [f"{k} {list(state[k].shape)} in the file vs {list(expected[k].shape)} in the model"
+                for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    if not (missing or unexpected or reshaped):
+        return
+    parts = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("with another shape", reshaped)):
+        if items:
+            parts.append(f"{len(items)} {label} ({'; '.join(items[:3])}{'; ...' if len(items) > 3 else ''})")
+    raise ValueError(f"{path}: tensors do not match the model of the config in its metadata "
+                     f"(config {config.name!r}, hash {config_hash(config)}): {', '.join(parts)}")
 
 
 # ---- token files -------------------------------------------------------------------------------

@@ -135,3 +135,115 @@ def test_cli_on_real_speech(codec, tmp_path, eval_rows, eval_manifest):
     other = tmp_path / "other.safetensors"
     JEPACodec(SMALL).save(other)
     assert main(["decode", str(tokens), str(out), "--checkpoint", str(other)]) == 2
+
+
+# ---- tampered or mismatched checkpoints: a clear ValueError naming the file --------------------
+
+
+@pytest.fixture(scope="module")
+def saved(codec, tmp_path_factory):
+    """(path, metadata, state) of the SMALL codec saved once."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = tmp_path_factory.mktemp("ckpt") / "small.safetensors"
+    codec.save(path)
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata()
+    return path, metadata, load_file(str(path))
+
+
+def _write(path, state, metadata):
+    from safetensors.torch import save_file
+
+    save_file(state, str(path), metadata=metadata)
+    return path
+
+
+def _fails(path, *words):
+    with pytest.raises(ValueError) as info:
+        JEPACodec.load(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message, message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_saved_checkpoint_carries_a_content_hash(codec, saved):
+    from jepa.codec import state_dict_sha256
+
+    path, metadata, state = saved
+    assert metadata["content_sha256"] == state_dict_sha256(state) == state_dict_sha256(codec.state_dict())
+    renamed = dict(state)
+    first = sorted(renamed)[0]
+    renamed["x" + first] = renamed.pop(first)
+    assert state_dict_sha256(renamed) != metadata["content_sha256"]  # names are part of the hash
+
+
+def test_flipped_byte_in_tensor_data_is_detected(saved, tmp_path):
+    path, _, _ = saved
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01  # the file ends with tensor data: one low bit of one weight
+    bad = tmp_path / "flipped.safetensors"
+    bad.write_bytes(bytes(data))
+    _fails(bad, "content_sha256", "corrupted or edited")
+
+
+def test_flipped_byte_in_header_is_detected(saved, tmp_path):
+    path, _, _ = saved
+    data = bytearray(path.read_bytes())
+    data[8] ^= 0xFF  # first byte of the JSON header ('{')
+    bad = tmp_path / "header.safetensors"
+    bad.write_bytes(bytes(data))
+    _fails(bad, "not a readable safetensors file")
+
+
+@pytest.mark.parametrize("keep", [4, 1000, -1000])
+def test_truncated_checkpoint(saved, tmp_path, keep):
+    path, _, _ = saved
+    data = path.read_bytes()
+    bad = tmp_path / "truncated.safetensors"
+    bad.write_bytes(data[:keep])
+    _fails(bad, "not a readable safetensors file", "truncated or corrupt")
+
+
+def test_header_for_another_config(saved, tmp_path):
+    import json
+
+    from jepa.config import config_to_dict
+
+    path, metadata, state = saved
+    other = config_to_dict(SMALL)
+    other["model"]["enc_channels"] = [16, 16, 32, 48, 64, 64]
+    bad = _write(tmp_path / "other_config.safetensors", state, {**metadata, "config": json.dumps(other)})
+    _fails(bad, "do not match the model of the config", "with another shape", "encoder")
+
+
+def test_missing_and_unexpected_tensors(saved, tmp_path):
+    from jepa.codec import state_dict_sha256
+
+    path, metadata, state = saved
+    dropped = sorted(state)[-1]
+    other = {**{k: v for k, v in state.items() if k != dropped}, "extra.weight": torch.zeros(3)}
+    bad = _write(tmp_path / "other_keys.safetensors", other, {**metadata, "content_sha256": state_dict_sha256(other)})
+    _fails(bad, "1 missing", dropped, "1 unexpected", "extra.weight")
+
+
+def test_bad_metadata(saved, tmp_path):
+    path, metadata, state = saved
+    _fails(_write(tmp_path / "nometa.safetensors", state, {"format": "other"}), "not a JEPACodec checkpoint")
+    _fails(_write(tmp_path / "badjson.safetensors", state, {**metadata, "config": "{not json"}), "invalid config")
+    _fails(_write(tmp_path / "badkey.safetensors", state, {**metadata, "config": '{"nosuch": 1}'}), "invalid config",
+           "nosuch")
+
+
+def test_checkpoint_without_hash_still_refuses_non_finite_weights(saved, tmp_path):
+    path, metadata, state = saved
+    legacy = {k: v for k, v in metadata.items() if k != "content_sha256"}
+    ok = _write(tmp_path / "legacy.safetensors", state, legacy)
+    assert JEPACodec.load(ok).config == SMALL  # files from before the hash still load
+    name = next(k for k, v in state.items() if v.is_floating_point() and v.numel() > 1)
+    broken = {**state, name: state[name].clone()}
+    broken[name].view(-1)[0] = float("nan")
+    _fails(_write(tmp_path / "nan.safetensors", broken, legacy), "NaN/Inf", name)
