@@ -152,46 +152,50 @@ def test_clipping_is_loaded_and_detected(tmp_path, speech):
 
 # --- bad input: each a real file ----------------------------------------------------------
 
-def _expect(path, pattern):
+def _expect(path, pattern, reason):
+    """load_audio(path) raises AudioError matching ``pattern``, naming the file, with ``reason``."""
+    from jepa.audio import AUDIO_ERROR_REASONS
+
     with pytest.raises(AudioError, match=pattern) as info:
         load_audio(path)
     message = str(info.value)
     assert "\n" not in message and str(path) in message
+    assert info.value.reason == reason and reason in AUDIO_ERROR_REASONS
     return message
 
 
 def test_missing_file(tmp_path):
-    _expect(tmp_path / "nope.flac", "file not found")
+    _expect(tmp_path / "nope.flac", "file not found", "file_not_found")
 
 
 def test_directory(tmp_path):
-    _expect(tmp_path, "is a directory")
+    _expect(tmp_path, "is a directory", "not_a_file")
 
 
 def test_zero_length_file(tmp_path):
     path = tmp_path / "empty.wav"
     path.touch()
-    _expect(path, r"empty file \(0 bytes\)")
+    _expect(path, r"empty file \(0 bytes\)", "empty_file")
 
 
 def test_wav_with_no_frames(tmp_path):
     path = tmp_path / "noframes.wav"
     sf.write(path, np.zeros(0, np.float32), 16000, subtype="PCM_16")
     assert path.stat().st_size > 0
-    _expect(path, r"no audio samples \(0 frames\)")
+    _expect(path, r"no audio samples \(0 frames\)", "no_samples")
 
 
 def test_truncated_flac(tmp_path, flac_path):
     data = flac_path.read_bytes()
     path = tmp_path / "truncated.flac"
     path.write_bytes(data[: len(data) * 6 // 10])
-    _expect(path, "corrupt or truncated")
+    _expect(path, "corrupt or truncated", "corrupt_audio")
 
 
 def test_text_file_with_audio_extension(tmp_path):
     path = tmp_path / "notes.wav"
     path.write_text("this is not audio\n" * 20)
-    _expect(path, "not a readable audio file")
+    _expect(path, "not a readable audio file", "not_audio")
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -200,7 +204,7 @@ def test_non_finite_float_wav(tmp_path, bad):
     x[1234] = bad
     path = tmp_path / "nonfinite.wav"
     sf.write(path, x, 16000, subtype="FLOAT")
-    _expect(path, "non-finite samples")
+    _expect(path, "non-finite samples", "non_finite_samples")
 
 
 # --- in-memory checks and checksums -------------------------------------------------------
