@@ -22,8 +22,10 @@ Statistics per codec (over rows with ``status == "ok"``):
   ``wer_corpus_n``, the pooled denominator (reference words; characters for CER);
 * ``bitrate_nominal`` and ``bitrate_ratio`` (mean measured / nominal);
 * ``encode_rtf_median`` / ``decode_rtf_median`` (medians: timing distributions are skewed);
-* ``n_utts``, ``n_ok``, ``n_failed`` and ``failures``: failure reasons with counts, the file path
-  and utterance id replaced by ``<file>`` / ``<utt>`` so identical problems group together.
+* ``n_utts``, ``n_ok``, ``n_failed`` and ``failures``: failed rows counted by their ``error_reason``
+  (e.g. ``non_finite_samples (3), e.g. <file>: contains non-finite samples (...)``), one example
+  message per reason with the file path and utterance id replaced by ``<file>`` / ``<utt>``; rows
+  written before ``error_reason`` existed are grouped by that generalised message.
 * token codecs (by :func:`write_reports`, from the token files): ``codebook_usage``,
   ``codebook_normalized_entropy``, ``codebook_perplexity_mean``, ``codebook_entropy_bits_per_frame``,
   ``codebook_capacity_bits_per_frame`` (the ``total`` of ``CodebookStats.summary``), with
@@ -237,6 +239,28 @@ def _count_reasons(rows: pd.DataFrame, column: str) -> str:
     return "; ".join(f"{reason} ({n})" for reason, n in counts.most_common())
 
 
+def _count_failures(failed: pd.DataFrame) -> str:
+    """'reason (count), e.g. message; ...' for the error rows of one codec, most frequent first.
+
+    Rows are grouped by their ``error_reason`` category (``non_finite_samples``,
+    ``encode:RuntimeError`` ...), so failures that differ only in per-file detail (sample counts,
+    decoder text) count together; the first message of each group, with the file path and
+    utterance id replaced by ``<file>`` / ``<utt>``, is shown as its example. Rows of older runs
+    without ``error_reason`` are grouped by that generalised message itself.
+    """
+    counts: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    for _, r in failed.iterrows():
+        error = r.get("error")
+        message = _generalise(error if isinstance(error, str) else "", r)
+        reason = r.get("error_reason")
+        key = reason.strip() if isinstance(reason, str) and reason.strip() else message
+        counts[key] += 1
+        examples.setdefault(key, message)
+    return "; ".join(f"{key} ({n})" if examples[key] == key else f"{key} ({n}), e.g. {examples[key]}"
+                     for key, n in counts.most_common())
+
+
 def summarize(
     df: pd.DataFrame,
     n_resamples: int = DEFAULT_N_BOOT,
@@ -266,7 +290,7 @@ def summarize(
             "n_utts": len(group),
             "n_ok": len(ok),
             "n_failed": len(failed),
-            "failures": _count_reasons(failed, "error"),
+            "failures": _count_failures(failed),
         }
         for m in metrics:
             values = ok[m].to_numpy(dtype=np.float64)

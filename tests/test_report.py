@@ -138,6 +138,32 @@ def test_summarize_means_counts_failures_and_pooled_wer(run_dir: Path):
     assert math.isnan(summary.loc["opus@6k", "tokens_per_s_mean"])
 
 
+def test_failures_grouped_by_error_reason_with_one_example(tmp_path: Path):
+    """Rows carrying ``error_reason`` are counted by it, not by their (file-specific) message; old
+    rows without the column fall back to the generalised message."""
+    rows = []
+    for u, (n_nan, n_total) in enumerate([(3, 48000), (1, 16000), (7, 99)]):
+        path = f"/data/bad/u{u}.wav"
+        rows.append({"codec": "pcm", "utt_id": f"u{u}", "path": path, "status": "error",
+                     "error": f"{path}: contains non-finite samples ({n_nan} NaN, 0 Inf of {n_total}) "
+                              "[load: AudioError]",
+                     "error_stage": "load", "error_type": "AudioError", "error_reason": "non_finite_samples"})
+    rows.append({"codec": "pcm", "utt_id": "u3", "path": "/data/bad/u3.wav", "status": "error",
+                 "error": "/data/bad/u3.wav: file does not exist [load: AudioError]",
+                 "error_stage": "load", "error_type": "AudioError", "error_reason": "file_not_found"})
+    rows.append({"codec": "pcm", "utt_id": "u4", "path": "/data/bad/u4.wav", "status": "error",
+                 "error": "/data/bad/u4.wav: decoder raised RuntimeError"})  # row of an older run
+    rows.append({"codec": "pcm", "utt_id": "u5", "path": "/data/u5.wav", "status": "ok", "error": None,
+                 "pesq_wb": 4.5})
+    summary = report.summarize(report.load_results(write_run(tmp_path / "r", rows)), n_resamples=50)
+    failures = summary.set_index("codec").loc["pcm", "failures"].split("; ")
+    assert failures == [
+        "non_finite_samples (3), e.g. <file>: contains non-finite samples (3 NaN, 0 Inf of 48000) [load: AudioError]",
+        "file_not_found (1), e.g. <file>: file does not exist [load: AudioError]",
+        "<file>: decoder raised RuntimeError (1)",
+    ]
+
+
 def test_summarize_without_asr_or_token_columns(tmp_path: Path):
     rows = [{k: v for k, v in r.items() if not k.startswith(("wer", "tokens", "frames"))} for r in synthetic_rows(4)]
     df = report.load_results(write_run(tmp_path / "r", rows))
