@@ -15,8 +15,10 @@ Nothing is recomputed from audio: the report reads the per-utterance rows writte
 Statistics per codec (over rows with ``status == "ok"``):
 
 * for every numeric metric column ``m``: ``m_mean`` with a 95 % percentile-bootstrap confidence
-  interval ``m_ci_low`` / ``m_ci_high`` (resampling utterances, fixed seed), ``m_n`` (finite values)
-  and ``m_nan_reasons`` (why the other values are NaN, counted from the ``m_error`` column);
+  interval ``m_ci_low`` / ``m_ci_high`` (resampling utterances, fixed seed), ``m_n`` (values that
+  are not NaN) and ``m_nan_reasons`` (why the other values are NaN, counted from the ``m_error``
+  column). Infinite values (SI-SDR of a bit-exact reconstruction) are kept: the mean is then
+  +inf and the CI NaN;
 * corpus-level rates pooled from count columns (``wer_errors / wer_words`` etc.) with a bootstrap
   CI over utterances: ``wer_corpus``, ``wer_corpus_ci_low``, ``wer_corpus_ci_high`` ..., and
   ``wer_corpus_n``, the pooled denominator (reference words; characters for CER);
@@ -40,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -221,13 +224,19 @@ def pooled_rate_columns(df: pd.DataFrame) -> dict[str, tuple[str, str]]:
     return pairs
 
 
-def _generalise(reason: object, row: pd.Series) -> str:
-    """A failure reason with this row's file path and utterance id replaced by placeholders."""
+def _generalise(reason: object, row: pd.Series, utt: bool = True) -> str:
+    """A failure reason with this row's file path (and, with ``utt``, its utterance id) replaced by
+    ``<file>`` / ``<utt>``, so that the same problem in different files reads the same.
+
+    The utterance id is replaced only where it stands as a whole token, not inside a longer word
+    or a path (id ``u1`` leaves ``u12`` and ``/data/u1.wav`` alone).
+    """
     text = str(reason).strip() or "(no reason given)"
-    for key, placeholder in (("path", "<file>"), ("utt_id", "<utt>")):
-        value = row.get(key)
-        if isinstance(value, str) and value:
-            text = text.replace(value, placeholder)
+    path, utt_id = row.get("path"), row.get("utt_id")
+    if isinstance(path, str) and path:
+        text = text.replace(path, "<file>")
+    if utt and isinstance(utt_id, str) and utt_id:
+        text = re.sub(rf"(?<![\w.\-/]){re.escape(utt_id)}(?![\w.\-/])", "<utt>", text)
     return text
 
 
@@ -244,17 +253,19 @@ def _count_failures(failed: pd.DataFrame) -> str:
 
     Rows are grouped by their ``error_reason`` category (``non_finite_samples``,
     ``encode:RuntimeError`` ...), so failures that differ only in per-file detail (sample counts,
-    decoder text) count together; the first message of each group, with the file path and
-    utterance id replaced by ``<file>`` / ``<utt>``, is shown as its example. Rows of older runs
-    without ``error_reason`` are grouped by that generalised message itself.
+    decoder text) count together; the first message of each group, with the file path replaced
+    by ``<file>``, is shown as its example. Rows of older runs without ``error_reason`` are grouped
+    by their message with the file path and utterance id replaced by ``<file>`` / ``<utt>``.
     """
     counts: Counter[str] = Counter()
     examples: dict[str, str] = {}
     for _, r in failed.iterrows():
-        error = r.get("error")
-        message = _generalise(error if isinstance(error, str) else "", r)
+        error = r.get("error") if isinstance(r.get("error"), str) else ""
         reason = r.get("error_reason")
-        key = reason.strip() if isinstance(reason, str) and reason.strip() else message
+        if isinstance(reason, str) and reason.strip():
+            key, message = reason.strip(), _generalise(error, r, utt=False)
+        else:
+            key = message = _generalise(error, r)
         counts[key] += 1
         examples.setdefault(key, message)
     return "; ".join(f"{key} ({n})" if examples[key] == key else f"{key} ({n}), e.g. {examples[key]}"
@@ -294,11 +305,8 @@ def summarize(
         }
         for m in metrics:
             values = ok[m].to_numpy(dtype=np.float64)
-            finite = values[np.isfinite(values)]
-            row[f"{m}_mean"] = float(finite.mean()) if finite.size else math.nan
-            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = bootstrap_ci([finite], _mean, n_resamples, confidence, seed)
-            row[f"{m}_n"] = int(finite.size)
-            row[f"{m}_nan_reasons"] = _count_reasons(ok[~np.isfinite(values)], f"{m}_error")
+            row.update(_metric_stats(m, values, n_resamples, confidence, seed))
+            row[f"{m}_nan_reasons"] = _count_reasons(ok[np.isnan(values)], f"{m}_error")
         for name, (num_col, den_col) in pooled.items():
             num = ok[num_col].to_numpy(dtype=np.float64)
             den = ok[den_col].to_numpy(dtype=np.float64)
@@ -320,6 +328,27 @@ def summarize(
             row[f"{col}_median"] = float(ok[col].median()) if col in ok.columns and ok[col].notna().any() else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _metric_stats(name: str, values: np.ndarray, n_resamples: int, confidence: float,
+                  seed: int) -> dict[str, float | int]:
+    """``<name>_mean``, ``_ci_low``, ``_ci_high`` and ``_n`` of one metric's per-utterance values.
+
+    NaN values (metric not computable, reason in ``<name>_error``) are left out. Infinite values
+    are real results, e.g. SI-SDR = +inf for a bit-exact reconstruction: they are kept, so the
+    mean is +inf (-inf; NaN when both signs occur) and no CI is computed. ``_n`` counts the
+    values that are not NaN.
+    """
+    present = values[~np.isnan(values)]
+    finite = present[np.isfinite(present)]
+    if finite.size < present.size:
+        with np.errstate(invalid="ignore"):
+            mean = float(present.mean())
+        low, high = math.nan, math.nan
+    else:
+        mean = float(finite.mean()) if finite.size else math.nan
+        low, high = bootstrap_ci([finite], _mean, n_resamples, confidence, seed)
+    return {f"{name}_mean": mean, f"{name}_ci_low": low, f"{name}_ci_high": high, f"{name}_n": int(present.size)}
 
 
 def _nominal(rows: pd.DataFrame) -> float:
@@ -456,6 +485,8 @@ def codebook_table(stats: dict[str, object], errors: dict[str, str]) -> pd.DataF
     for col in CODEBOOK_COLUMNS:
         if col not in table.columns:
             table[col] = math.nan if col != "error" else None
+    for col in ("vocab_size", "n_tokens", "used"):  # counts: integers, empty where undefined
+        table[col] = pd.to_numeric(table[col]).round().astype("Int64")
     return table[list(CODEBOOK_COLUMNS)]
 
 
@@ -490,8 +521,11 @@ def codebook_markdown(table: pd.DataFrame) -> str:
     """codebook.md: one Markdown table per codec (streams, pooled, total)."""
     lines = ["# Codebook health", "",
              "Counted over every payload frame of the run's token files (padding excluded). "
-             "usage = used entries / V; H = entropy in bits (per frame for `total`); "
-             "H / log2 V = normalised entropy; perplexity = 2^H (`total`: mean over streams).", ""]
+             "`stream`: one logical stream; `pooled`: all streams of one vocabulary size V, ids counted as "
+             "one alphabet; `total`: the whole frame. usage = used entries / V (`total`: sum used / sum V); "
+             "H = entropy in bits (`total`: sum over streams, bits per frame); log2 V = capacity in bits "
+             "(`total`: sum over streams); H / log2 V = normalised entropy; perplexity = 2^H "
+             "(`total`: mean of the per-stream 2^H).", ""]
     for codec, group in table.groupby("codec", sort=False):
         lines += [f"## {codec}", ""]
         err = group[group["level"] == "none"]
@@ -503,8 +537,9 @@ def codebook_markdown(table: pd.DataFrame) -> str:
             "V": [_fmt(v, 0) for v in group["vocab_size"]],
             "tokens": [_fmt(v, 0) for v in group["n_tokens"]],
             "used": [_fmt(v, 0) for v in group["used"]],
-            "usage %": [_fmt(v, 1, 100.0) for v in group["usage"]],
+            "usage %": [_fmt_sig(v, 1, 100.0) for v in group["usage"]],
             "H (bits)": [_fmt(v, 3) for v in group["entropy_bits"]],
+            "log2 V (bits)": [_fmt(v, 1) for v in group["capacity_bits"]],
             "H / log2 V": [_fmt(v, 3) for v in group["normalized_entropy"]],
             "perplexity": [_fmt(v, 1) for v in group["perplexity"]],
         })
@@ -543,9 +578,29 @@ DISPLAY_COLUMNS: tuple[tuple[str, str, int, float], ...] = (
 
 
 def _fmt(value: object, decimals: int, scale: float = 1.0) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+    """``value * scale`` with ``decimals`` decimals; ``–`` for None/NaN/NA, ``∞`` / ``−∞`` for infinities."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{float(value) * scale:.{decimals}f}"
+    x = float(value) * scale
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    return f"{x:.{decimals}f}"
+
+
+def _fmt_sig(value: object, decimals: int, scale: float = 1.0, digits: int = 2) -> str:
+    """Like :func:`_fmt`, with more decimals where needed to show ``digits`` significant digits.
+
+    For quantities spanning decades (RTF 0.00007 ... 2, codebook usage 0.03 % ... 100 %), where a
+    fixed number of decimals would print small values as 0.000: ``_fmt_sig(7.4e-05, 3)`` is
+    ``0.000074``, ``_fmt_sig(0.187, 3)`` is ``0.187``.
+    """
+    if value is None or value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
+        return _fmt(value, 0, scale)
+    x = float(value) * scale
+    if x == 0:
+        return f"{0:.{decimals}f}"
+    decimals = max(decimals, digits - 1 - math.floor(math.log10(abs(x))))
+    return f"{x:.{decimals}f}"
 
 
 def _fmt_ci(summary_row: pd.Series, key: str, decimals: int, scale: float) -> str:
@@ -570,18 +625,19 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     out["kbit/s measured (nominal)"] = rate
     if "tokens_per_s_mean" in summary.columns and summary["tokens_per_s_mean"].notna().any():
         out["tokens/s"] = [_fmt(v, 1) for v in summary["tokens_per_s_mean"]]
-    for col, header, decimals, scale in (("codebook_usage", "codebook usage %", 1, 100.0),
-                                         ("codebook_normalized_entropy", "H / log2 V", 3, 1.0),
-                                         ("codebook_perplexity_mean", "perplexity", 1, 1.0)):
+    if "codebook_usage" in summary.columns and summary["codebook_usage"].notna().any():
+        out["codebook usage %"] = [_fmt_sig(v, 1, 100.0) for v in summary["codebook_usage"]]
+    for col, header, decimals in (("codebook_normalized_entropy", "H / log2 V", 3),
+                                  ("codebook_perplexity_mean", "perplexity (mean per stream)", 1)):
         if col in summary.columns and summary[col].notna().any():
-            out[header] = [_fmt(v, decimals, scale) for v in summary[col]]
+            out[header] = [_fmt(v, decimals) for v in summary[col]]
     for key, header, decimals, scale in DISPLAY_COLUMNS:
         base = key if key.endswith("_corpus") else f"{key}_mean"
         if base in summary.columns and summary[base].notna().any():
             out[header] = [_fmt_ci(r, key, decimals, scale) for _, r in summary.iterrows()]
-    for col, header in (("encode_rtf_median", "enc. RTF"), ("decode_rtf_median", "dec. RTF")):
+    for col, header in (("encode_rtf_median", "enc. RTF (median)"), ("decode_rtf_median", "dec. RTF (median)")):
         if col in summary.columns and summary[col].notna().any():
-            out[header] = [_fmt(v, 3) for v in summary[col]]
+            out[header] = [_fmt_sig(v, 3) for v in summary[col]]
     if (summary["n_failed"] > 0).any():
         out["failures"] = summary["failures"].fillna("")
     return out
@@ -601,7 +657,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--",
-    "<": r"\textless{}", ">": r"\textgreater{}",
+    "<": r"\textless{}", ">": r"\textgreater{}", "∞": r"$\infty$", "−": "$-$",
 }
 
 
@@ -638,6 +694,8 @@ def _provenance(run_dir: Path) -> str:
         if manifest.get(key):
             parts.append(f"{key}: {manifest[key]}")
     asr = manifest.get("asr")
+    if "asr" in manifest and asr is None:
+        parts.append("ASR: off (--no-asr)")
     if isinstance(asr, dict):
         parts += [f"ASR {k}: {v}" for k, v in asr.items() if k in ("backend", "model", "normaliser", "normalizer")]
     elif asr:
@@ -668,11 +726,14 @@ def write_reports(
     summary = add_codebook_columns(summary, write_codebook_reports(df, run_dir))
     summary.to_csv(run_dir / f"{SUMMARY_STEM}.csv", index=False)
     table = display_table(summary) if len(summary) else pd.DataFrame({"Codec": []})
-    note = (
-        f"Mean over utterances [{confidence:.0%} percentile-bootstrap CI, {n_resamples} resamples, seed {seed}]; "
-        "WER/CER pooled over the corpus (errors / reference words), CI by resampling utterances; "
-        "RTF is the median wall time / audio duration."
-    )
+    note = f"Mean over utterances [{confidence:.0%} percentile-bootstrap CI, {n_resamples} resamples, seed {seed}]"
+    if any(col.endswith("_corpus") for col in summary.columns):
+        note += ("; WER/CER/dWER pooled over the corpus (errors / reference words or characters), "
+                 "CI by resampling utterances")
+    note += ("; RTF is the median wall time / audio duration. – = not computed or not applicable "
+             f"(reasons in {SUMMARY_STEM}.csv: `*_nan_reasons`, `codebook_error`).")
+    if table.map(lambda v: "∞" in str(v)).to_numpy().any():
+        note += " ∞: infinite for at least one utterance (SI-SDR of a bit-exact reconstruction); no CI."
     if "codebook_usage" in summary.columns:
         note += (" Codebook usage, H / log2 V and perplexity over the whole corpus, all streams of the frame "
                  f"(per-stream values in {CODEBOOK_STEM}.md).")

@@ -301,3 +301,52 @@ def test_codebook_reasons_for_old_rows_and_missing_files(token_run: Path):
 def test_run_without_token_files_writes_no_codebook(run_dir: Path):
     summary = report.write_reports(run_dir, n_resamples=100, plots=False)
     assert "codebook_usage" not in summary.columns and not (run_dir / "codebook.csv").exists()
+
+
+def test_infinite_values_kept_as_infinite_mean_not_dropped(tmp_path: Path):
+    """SI-SDR of a bit-exact reconstruction is +inf: a real result, not a missing one."""
+    rows = [{"codec": "pcm", "utt_id": f"u{i}", "path": f"/d/u{i}.wav", "status": "ok", "error": None,
+             "si_sdr": math.inf, "pesq_wb": 4.64} for i in range(3)]
+    rows += [{"codec": "mix", "utt_id": f"u{i}", "path": f"/d/u{i}.wav", "status": "ok", "error": None,
+              "si_sdr": v, "pesq_wb": 3.0} for i, v in enumerate([10.0, math.inf, math.nan])]
+    rows[-1]["si_sdr_error"] = "reference is silent"
+    summary = report.summarize(report.load_results(write_run(tmp_path / "r", rows)), n_resamples=50)
+    s = summary.set_index("codec")
+    assert s.loc["pcm", "si_sdr_mean"] == math.inf and s.loc["pcm", "si_sdr_n"] == 3
+    assert math.isnan(s.loc["pcm", "si_sdr_ci_low"]) and s.loc["pcm", "si_sdr_nan_reasons"] == ""
+    assert s.loc["mix", "si_sdr_mean"] == math.inf and s.loc["mix", "si_sdr_n"] == 2
+    assert s.loc["mix", "si_sdr_nan_reasons"] == "reference is silent (1)"
+    summary["si_sdr_aligned_mean"] = summary["si_sdr_mean"]  # the displayed SI-SDR column
+    table = report.display_table(summary).set_index("Codec")
+    assert table.loc["pcm", "SI-SDR aligned (dB)"] == "∞"
+    assert r"$\infty$" in report.latex_escape("∞")
+
+
+def test_small_values_keep_significant_digits():
+    assert report._fmt_sig(7.4e-05, 3) == "0.000074" and report._fmt_sig(0.1874, 3) == "0.187"
+    assert report._fmt_sig(0.000776, 1, 100.0) == "0.078" and report._fmt_sig(0.625, 1, 100.0) == "62.5"
+    assert report._fmt_sig(0.0, 3) == "0.000" and report._fmt_sig(math.nan, 3) == "–"
+    summary = pd.DataFrame({"codec": ["pcm"], "n_ok": [3], "n_failed": [0], "failures": [""],
+                            "encode_rtf_median": [7.4e-05], "decode_rtf_median": [1.2e-05]})
+    table = report.display_table(summary)
+    assert table["enc. RTF (median)"].item() == "0.000074" and table["dec. RTF (median)"].item() == "0.000012"
+
+
+def test_old_rows_utt_id_replaced_only_as_whole_token(tmp_path: Path):
+    """Short ids ("a", "e") must not be replaced inside words of the message."""
+    rows = [{"codec": "pcm", "utt_id": u, "path": f"/d/{u}.wav", "status": "error",
+             "error": f"/d/{u}.wav: cannot parse header, utterance {u}"} for u in ("a", "e")]
+    summary = report.summarize(report.load_results(write_run(tmp_path / "r", rows)), n_resamples=10)
+    assert summary["failures"].item() == "<file>: cannot parse header, utterance <utt> (2)"
+
+
+def test_codebook_csv_counts_are_integers(token_run: Path):
+    report.write_reports(token_run, n_resamples=50, plots=False)
+    lines = (token_run / "codebook.csv").read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    first = dict(zip(header, lines[1].split(",")))
+    assert first["vocab_size"] == "4" and first["used"] == "4" and first["n_tokens"] == "8"
+    total = next(dict(zip(header, line.split(","))) for line in lines if ",total," in line)
+    assert total["vocab_size"] == "" and total["used"] == ""
+    md = (token_run / "codebook.md").read_text(encoding="utf-8")
+    assert "log2 V (bits)" in md and "| total | all | – | 16 | – | 62.5 | 2.000 | 4.0 | 0.500 | 2.5 |" in md
