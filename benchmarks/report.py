@@ -570,7 +570,7 @@ DISPLAY_COLUMNS: tuple[tuple[str, str, int, float], ...] = (
     ("stoi", "STOI", 3, 1.0),
     ("estoi", "ESTOI", 3, 1.0),
     ("si_sdr_aligned", "SI-SDR aligned (dB)", 1, 1.0),
-    ("mel_distance", "Mel dist.", 2, 1.0),
+    ("mel_distance", "Mel dist. (log10)", 2, 1.0),
     ("wer_corpus", "WER % (corpus)", 1, 100.0),
     ("cer_corpus", "CER % (corpus)", 1, 100.0),
     ("dwer_corpus", "dWER % (corpus)", 1, 100.0),
