@@ -49,7 +49,7 @@ from jepa.hifigan import Generator
 CHECKPOINT_FORMAT = "jepa-daam-codec"
 TOKENS_FORMAT = "jepa-daam-tokens"
 FORMAT_VERSION = "1"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "small.safetensors"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "jepa_daam_small.safetensors"
 
 
 def config_hash(cfg: JEPADAAMConfig) -> str:
