@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
+import random
 import socket
 import subprocess
 import sys
@@ -131,7 +133,7 @@ def test_stage2_needs_matching_stage1(stage1_runs, tiny_config, eval_manifest, t
 
 def test_atomic_save_never_exposes_a_partial_file(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    train.atomic_save({"format": train.CHECKPOINT_FORMAT, "stage": "stage1", "x": torch.arange(10)}, path)
+    train.save_checkpoint({"format": train.CHECKPOINT_FORMAT, "stage": "stage1", "x": torch.arange(10)}, path)
     before = path.read_bytes()
 
     def broken_save(obj, f):  # writes half a file, then dies
@@ -145,6 +147,97 @@ def test_atomic_save_never_exposes_a_partial_file(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temp file left behind
     assert torch.equal(train.load_checkpoint(path)["x"], torch.arange(10))
 
+
+
+def _as_format1(ckpt: dict) -> dict:
+    """The checkpoint as the format-1 code wrote it: RNG states as random.getstate() and
+    np.random.get_state() tuples (a pickled uint32 ndarray), no content hash."""
+    old = {k: v for k, v in ckpt.items() if k != "content_sha256"}
+    old["format"] = 1
+    old["rng"] = [{**s, "python": (s["python"]["version"], tuple(s["python"]["state"].tolist()),
+                                   s["python"]["gauss_next"]),
+                   "numpy": ("MT19937", s["numpy"]["key"].numpy().astype(np.uint32), s["numpy"]["pos"],
+                             s["numpy"]["has_gauss"], s["numpy"]["cached_gaussian"])} for s in ckpt["rng"]]
+    return old
+
+
+def test_format1_checkpoint_loads_and_resumes_exactly(stage1_runs, tiny_config, eval_manifest, tmp_path):
+    new = stage1_runs / "straight" / train.CHECKPOINT_NAME
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(new) == []  # format 2: tensors + primitives
+    run = tmp_path / "legacy"
+    assert train.main(["stage1", *_common(tiny_config, eval_manifest, run, 2)]) == 0
+    at2 = train.load_checkpoint(run / train.CHECKPOINT_NAME)
+    torch.save(_as_format1(at2), run / train.CHECKPOINT_NAME)  # as the format-1 code saved it
+    assert "numpy.ndarray" in torch.serialization.get_unsafe_globals_in_checkpoint(run / train.CHECKPOINT_NAME)
+
+    old = train.load_checkpoint(run / train.CHECKPOINT_NAME)
+    assert old["format"] == train.CHECKPOINT_FORMAT and old["step"] == 2
+    for a, b in zip(old["rng"], at2["rng"]):  # converted back to the format-2 RNG layout, bit for bit
+        assert torch.equal(a["numpy"]["key"], b["numpy"]["key"]) and a["numpy"]["pos"] == b["numpy"]["pos"]
+        assert torch.equal(a["python"]["state"], b["python"]["state"]) and torch.equal(a["torch"], b["torch"])
+    train.set_rng_state(old["rng"][0])
+    state = (random.random(), np.random.random(), torch.rand(1))
+    train.set_rng_state(at2["rng"][0])
+    assert state == (random.random(), np.random.random(), torch.rand(1))
+
+    assert train.main(["stage1", *_common(tiny_config, eval_manifest, run, 4), "--resume"]) == 0
+    a, b = train.load_checkpoint(new), train.load_checkpoint(run / train.CHECKPOINT_NAME)
+    assert b["format"] == train.CHECKPOINT_FORMAT and b["step"] == 4
+    assert _states_equal(a["model"], b["model"])
+    np.testing.assert_array_equal(train.read_log(stage1_runs / "straight" / train.LOG_NAME)["loss"],
+                                  train.read_log(run / train.LOG_NAME)["loss"])
+
+
+class _RunsShell:
+    """Pickles as a call of os.system (what an attacker's "checkpoint" does)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _one_line_error(path: Path, match: str) -> str:
+    with pytest.raises(ValueError, match=match) as info:
+        train.load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message, message
+    return message
+
+
+def test_tampered_or_malicious_checkpoints_fail_clearly(stage1_runs, tmp_path):
+    src = stage1_runs / "straight" / train.CHECKPOINT_NAME
+    data = src.read_bytes()
+    ckpt = train.load_checkpoint(src)
+
+    # One flipped byte inside the largest tensor's data: the zip still reads, the content hash does not match.
+    name, tensor = max(ckpt["model"].items(), key=lambda kv: kv[1].numel())
+    offset = data.find(tensor.numpy().tobytes())
+    assert offset > 0, name
+    flipped = bytearray(data)
+    flipped[offset + tensor.numel() * tensor.element_size() // 2] ^= 0x10
+    (tmp_path / "flipped.pt").write_bytes(bytes(flipped))
+    _one_line_error(tmp_path / "flipped.pt", "content_sha256")
+
+    (tmp_path / "truncated.pt").write_bytes(data[: len(data) // 2])
+    _one_line_error(tmp_path / "truncated.pt", "unreadable")
+
+    # Pickles that would run os.system: refused before anything runs, whether zip (torch.save) or raw.
+    marker = tmp_path / "pwned"
+    torch.save({"format": train.CHECKPOINT_FORMAT, "stage": "stage1", "x": _RunsShell(marker)},
+               tmp_path / "evil_zip.pt")
+    assert "system" in _one_line_error(tmp_path / "evil_zip.pt", "refused by the weights-only loader")
+    (tmp_path / "evil_raw.pt").write_bytes(pickle.dumps({"x": _RunsShell(marker)}, protocol=2))
+    assert "system" in _one_line_error(tmp_path / "evil_raw.pt", "refused by the weights-only loader")
+    assert not marker.exists()
+
+    # Well-formed, but not a training checkpoint, or an edited value with a stale hash.
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    _one_line_error(tmp_path / "other.pt", "not a jepa.train checkpoint")
+    edited = {**ckpt, "step": 999, "content_sha256": train.checkpoint_sha256(ckpt)}
+    torch.save(edited, tmp_path / "edited.pt")
+    _one_line_error(tmp_path / "edited.pt", "content_sha256")
 
 def _free_port() -> int:
     with socket.socket() as s:
