@@ -726,6 +726,7 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
 
     out, ckpt = _prepare_out(args, rt)
     stage1_state = None
+    stage1_summary = None if ckpt is None else ckpt.get("stage1")
     if ckpt is not None:
         if ckpt["stage"] != "stage2":
             raise ValueError(f"{out / CHECKPOINT_NAME} is a {ckpt['stage']} checkpoint, not stage2")
@@ -744,6 +745,7 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
             raise ValueError(f"--config model differs from the stage-1 checkpoint {init_from}: "
                              f"{{name: (stage1, given)}} = {diff}")
         stage1_state = s1_ckpt["model"]
+        stage1_summary = stage1_training_summary(s1_ckpt, init_from)
     s2 = cfg.stage2
     m = cfg.model
     torch.manual_seed(s2.seed)
@@ -799,7 +801,8 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
                          "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
                          "scaler_g": scaler_g.state_dict(), "scaler_d": scaler_d.state_dict(), "rng": states,
                          "wall_seconds": clock.total(), "world_size": rt.world_size, "data": str(args.data),
-                         "init_from": init_from if ckpt is None else ckpt.get("init_from")}, out / CHECKPOINT_NAME)
+                         "init_from": init_from if ckpt is None else ckpt.get("init_from"),
+                         "stage1": stage1_summary}, out / CHECKPOINT_NAME)
             csv_log.flush()
             plot_log(out / LOG_NAME, out / PLOT_NAME, ("loss_g", "l1", "stft", "adv", "fm", "loss_d"),
                      f"stage 2 ({cfg.name})")
@@ -882,9 +885,56 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
 
 # ---- export ---------------------------------------------------------------------------------------
 
+TRAINING_METADATA_KEY = "training"
+
+
+def stage1_training_summary(s1_ckpt: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """What a stage-1 checkpoint was trained for: steps done / requested, wall seconds, data."""
+    return {"steps_done": int(s1_ckpt["step"]),
+            "steps_requested": int(config_from_dict(s1_ckpt["config"]).stage1.steps),
+            "wall_seconds": float(s1_ckpt["wall_seconds"]), "world_size": int(s1_ckpt.get("world_size", 1)),
+            "data": s1_ckpt.get("data"), "checkpoint": str(source)}
+
+
+def training_summary(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The training actually done for a stage-2 checkpoint (not the config's requested steps).
+
+    Returns ``{"stage1": {...}, "stage2": {...}}`` with ``steps_done``, ``steps_requested``,
+    ``wall_seconds`` (summed over resumes), ``world_size`` and ``data`` per stage. Stage-2
+    checkpoints written before this summary existed do not hold the stage-1 part; it is then
+    read from their ``init_from`` file if that still exists (``"source": "init_from at
+    export"``, which is only right if that file was not trained further since), else the
+    stage-1 values are null with a ``reason``.
+    """
+    cfg = config_from_dict(ckpt["config"])
+    stage1 = ckpt.get("stage1")
+    if stage1 is not None:
+        stage1 = {**stage1, "source": "stage-2 checkpoint"}
+    else:
+        init_from = ckpt.get("init_from")
+        try:
+            stage1 = {**stage1_training_summary(load_checkpoint(init_from), init_from), "source": "init_from at export"}
+        except (ValueError, TypeError, KeyError) as err:
+            stage1 = {"steps_done": None, "steps_requested": None, "wall_seconds": None, "checkpoint": init_from,
+                      "reason": f"the stage-2 checkpoint predates the stage-1 summary and its init_from is "
+                                f"unreadable: {err}"}
+    return {"stage1": stage1,
+            "stage2": {"steps_done": int(ckpt["step"]), "steps_requested": int(cfg.stage2.steps),
+                       "wall_seconds": float(ckpt["wall_seconds"]), "world_size": int(ckpt.get("world_size", 1)),
+                       "data": ckpt.get("data"), "finetune_encoder": bool(cfg.stage2.finetune_encoder)}}
+
+
 def export_codec(stage2_ckpt: str | Path, out: str | Path) -> Path:
-    """Write the inference checkpoint (JEPACodec.save: safetensors + config metadata) of a
-    stage-2 training checkpoint. Returns `out`."""
+    """Write the inference checkpoint of a stage-2 training checkpoint. Returns `out`.
+
+    The file is what ``JEPACodec.save`` writes (safetensors + config metadata, read by
+    ``JEPACodec.load``) plus one metadata entry, ``training``: the JSON of
+    :func:`training_summary` (steps actually trained in both stages, wall time). The config
+    entry keeps the requested step counts. Written atomically (temporary file + os.replace).
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
     ckpt = load_checkpoint(stage2_ckpt)
     if ckpt["stage"] != "stage2":
         raise ValueError(f"{stage2_ckpt} is a {ckpt['stage']} checkpoint; export needs a stage2 one")
@@ -894,7 +944,16 @@ def export_codec(stage2_ckpt: str | Path, out: str | Path) -> Path:
     codec.eval()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    codec.save(out)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        plain, final = Path(tmp) / "codec.safetensors", Path(tmp) / "final.safetensors"
+        codec.save(plain)
+        with safe_open(str(plain), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+        if TRAINING_METADATA_KEY in metadata:
+            raise ValueError(f"JEPACodec.save already writes a {TRAINING_METADATA_KEY!r} metadata entry")
+        metadata[TRAINING_METADATA_KEY] = json.dumps(training_summary(ckpt))
+        save_file(load_file(str(plain)), str(final), metadata=metadata)
+        os.replace(final, out)
     return out
 
 

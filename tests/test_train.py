@@ -121,6 +121,47 @@ def test_stage2_resume_is_exact_and_export_loads(stage1_runs, tiny_config, eval_
     assert rec.shape == wav.shape and torch.isfinite(rec).all()
 
 
+
+def _training_metadata(path: Path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    return json.loads(meta["training"]), json.loads(meta["config"])
+
+
+def test_export_records_the_steps_actually_trained(stage1_runs, tiny_config, eval_manifest, tmp_path):
+    from jepa.codec import JEPACodec
+
+    init = stage1_runs / "straight" / train.CHECKPOINT_NAME
+    # 5 steps requested, stopped by --max-minutes after the first one.
+    assert train.main(["stage2", *_common(tiny_config, eval_manifest, tmp_path / "run", 5), "--init-from", str(init),
+                       "--max-minutes", "1e-9"]) == 0
+    ckpt_path = tmp_path / "run" / train.CHECKPOINT_NAME
+    ckpt = train.load_checkpoint(ckpt_path)
+    assert ckpt["step"] == 1
+    out = train.export_codec(ckpt_path, tmp_path / "codec.safetensors")
+    JEPACodec.load(out)  # the extra metadata entry does not disturb loading
+    training, config = _training_metadata(out)
+    assert config["stage2"]["steps"] == 5  # the config keeps what was requested ...
+    s1 = train.load_checkpoint(init)
+    assert training["stage2"]["steps_done"] == 1 and training["stage2"]["steps_requested"] == 5  # ... training, what ran
+    assert training["stage2"]["wall_seconds"] == pytest.approx(ckpt["wall_seconds"]) and ckpt["wall_seconds"] > 0
+    assert training["stage1"]["steps_done"] == s1["step"] == 4
+    assert training["stage1"]["wall_seconds"] == pytest.approx(s1["wall_seconds"])
+    assert training["stage1"]["source"] == "stage-2 checkpoint"
+
+    # A format-1 stage-2 checkpoint has no stage-1 summary: it is read from init_from, or null with a reason.
+    old = _as_format1(ckpt)
+    del old["stage1"]
+    torch.save(old, tmp_path / "old.pt")
+    training, _ = _training_metadata(train.export_codec(tmp_path / "old.pt", tmp_path / "old.safetensors"))
+    assert training["stage1"]["steps_done"] == 4 and training["stage1"]["source"] == "init_from at export"
+    torch.save({**old, "init_from": str(tmp_path / "gone.pt")}, tmp_path / "orphan.pt")
+    training, _ = _training_metadata(train.export_codec(tmp_path / "orphan.pt", tmp_path / "orphan.safetensors"))
+    assert training["stage1"]["steps_done"] is None and "gone.pt" in training["stage1"]["reason"]
+    assert training["stage2"]["steps_done"] == 1
+
 def test_stage2_needs_matching_stage1(stage1_runs, tiny_config, eval_manifest, tmp_path):
     with pytest.raises(ValueError, match="--init-from"):
         train.main(["stage2", *_common(tiny_config, eval_manifest, tmp_path / "x", 1)])
