@@ -42,15 +42,13 @@ import re
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import nn
 
 from jepa.config import JEPADAAMConfig, config_from_dict, config_to_dict, get_config

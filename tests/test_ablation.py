@@ -1,0 +1,109 @@
+"""`python -m jepa.ablation` end to end on a tiny configuration: two 3-step stage-1 runs (DAAM on
+and off) on three real training utterances, then the table, the Markdown copy and the plots.
+
+The measured numbers in the table are checked against the runs' own per-step logs (read here
+with the csv module, independently of jepa.train.read_log); the paper's values must appear only
+in rows labelled `published`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from jepa import ablation
+from jepa.config import config_to_dict
+from test_train import TINY
+
+STEPS, LAST_K = 3, 2
+
+
+def _manifest(src: Path, dst: Path, n: int) -> Path:
+    """The first `n` rows of a shared-data manifest, with absolute audio paths (no audio copied)."""
+    with open(src, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        rows = [r for r, _ in zip(reader, range(n))]
+        fields = reader.fieldnames
+    for r in rows:
+        r["path"] = str((src.parent / r["path"]).resolve())
+    with open(dst, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", quoting=csv.QUOTE_NONE)
+        w.writeheader()
+        w.writerows(rows)
+    return dst
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def ablation_out(eval_manifest, tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("ablation")
+    cfg = root / "tiny.json"
+    cfg.write_text(json.dumps(config_to_dict(TINY)), encoding="utf-8")
+    train = _manifest(eval_manifest.parent.parent / "train" / "manifest.tsv", root / "train.tsv", 3)
+    held_out = _manifest(eval_manifest, root / "eval.tsv", 3)
+    out, runs = root / "out", root / "runs"
+    assert ablation.main(["--steps", str(STEPS), "--config", str(cfg), "--data", str(train), "--eval-data",
+                          str(held_out), "--eval-clips", "3", "--runs", str(runs), "--out", str(out), "--seed", "0",
+                          "--batch-size", "2", "--crop-seconds", "1.6", "--threads", "1", "--jobs", "2",
+                          "--device", "cpu", "--save-every", "2", "--last-k", str(LAST_K)]) == 0
+    return out, runs
+
+
+def test_measured_rows_come_from_the_run_logs(ablation_out):
+    out, runs = ablation_out
+    rows = _csv_rows(out / "ablation.csv")
+    measured = {r["run"]: r for r in rows if r["source"] == "measured" and r["steps"] == str(STEPS)}
+    assert set(measured) == {"JEPA + DAAM (TINY)", "JEPA without DAAM (TINY)"}
+    for v in ablation.VARIANTS:
+        row = measured[ablation.run_label(v, TINY)]
+        log = _csv_rows(runs / v.name / "log.csv")
+        assert [int(r["step"]) for r in log] == list(range(1, STEPS + 1))
+        losses = [float(r["loss"]) for r in log]
+        assert float(row["final_loss"]) == pytest.approx(losses[-1], rel=1e-3)
+        assert float(row[f"mean_last_{LAST_K}"]) == pytest.approx(sum(losses[-LAST_K:]) / LAST_K, rel=1e-3)
+        assert float(row["min_loss"]) == pytest.approx(min(losses), rel=1e-3)
+        assert row["use_daam"] == str(v.use_daam)
+        assert row["config"] == ("tiny" if v.use_daam else "tiny_no_daam")
+        assert float(row["wall_minutes"]) > 0 and 0 < float(row["distinct_frames"]) <= 1
+        # The published log copy is the run's log byte for byte.
+        assert (out / f"{v.name}_log.csv").read_bytes() == (runs / v.name / "log.csv").read_bytes()
+    # Same seed, data and masks: the arms differ in DAAM only, so their losses differ but not their masks.
+    logs = [_csv_rows(runs / v.name / "log.csv") for v in ablation.VARIANTS]
+    assert [r["n_masked"] for r in logs[0]] == [r["n_masked"] for r in logs[1]]
+    assert [r["loss"] for r in logs[0]] != [r["loss"] for r in logs[1]]
+    untrained = [r for r in rows if r["source"] == "measured" and r["steps"] == "0"]
+    assert len(untrained) == 1 and math.isnan(float(untrained[0]["final_loss"]))
+
+
+def test_published_rows_are_labelled_published(ablation_out):
+    out, _ = ablation_out
+    rows = _csv_rows(out / "ablation.csv")
+    published = [r for r in rows if r["source"] == "published"]
+    assert [(r["use_daam"], float(r["final_loss"]), r["steps"]) for r in published] == \
+        [("True", 0.09, "24000"), ("False", 0.17, "24000")]
+    assert all("paper" in r["run"] and r["config"] == "paper" for r in published)
+    assert {r["source"] for r in rows} == {"measured", "published"} and len(rows) == 5
+    md = (out / "ablation.md").read_text(encoding="utf-8").splitlines()
+    assert len(md) == 2 + len(rows)
+    assert sum("| published |" in line for line in md) == 2
+
+
+def test_plots_are_nonempty_png_and_pdf(ablation_out):
+    out, _ = ablation_out
+    png, pdf = (out / "loss_curves.png").read_bytes(), (out / "loss_curves.pdf").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5_000
+    assert pdf.startswith(b"%PDF") and len(pdf) > 2_000
+
+
+def test_refuses_a_base_config_without_daam(tmp_path):
+    with pytest.raises(ValueError, match="use_daam false"):
+        ablation.main(["--steps", "1", "--config", "small_no_daam", "--runs", str(tmp_path / "runs"),
+                       "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "runs").exists()
