@@ -768,6 +768,13 @@ def manifest_dict(cfg: RunConfig, version: CodeVersion, codecs: Sequence[Codec],
     }
 
 
+def _this_version(rows: Iterable[Any], version: CodeVersion) -> list[Any]:
+    """The rows written by this ``code_version``: on resume every other row (ok or error) is
+    redone, so a run never mixes results of two code versions. The cache key holds the same
+    source digests, so changed code really recomputes and unchanged code hits the cache."""
+    return [row for row in rows if row.get("code_version") == version.label]
+
+
 def _row_complete(asr: AsrStage | None) -> Callable[[Any], bool]:
     """Resume rule for ok rows: complete unless it lacks columns this version writes.
 
@@ -808,7 +815,7 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
 
     results = _prepare_results(cfg)
-    done = store.finished_keys(store.load_rows(results), _row_complete(asr)) if cfg.resume else set()
+    done = store.finished_keys(_this_version(store.load_rows(results), version), _row_complete(asr)) if cfg.resume else set()
     runner = Runner(cfg, version, store.ResultCache(cfg.cache_dir, read=not cfg.force), asr)
     with store.ResultsWriter(results) as writer, _progress(len(codecs) * len(utts)) as bar:
         for utt in utts:

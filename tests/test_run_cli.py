@@ -236,6 +236,21 @@ def test_rows_without_vocab_sizes_are_redone_on_resume() -> None:
     assert complete({"status": "ok"})  # bitstream codec: no tokens, nothing to add
 
 
+def test_rows_of_another_code_version_are_redone_on_resume(tmp_path, eval_rows) -> None:
+    manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
+    args = ["--codecs", "pcm", "--data", str(manifest), "--out", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-report"]
+    assert call_main(args)[0] == 0
+    results = tmp_path / "run" / "results.jsonl"
+    row = json.loads(results.read_text().splitlines()[0])
+    stale = {**row, "code_version": "0.0.1+src.000000000000", "pesq_wb": 1.0}
+    results.write_text(json.dumps(stale) + "\n")  # as if an older version had written it
+    assert call_main(args)[0] == 0
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(rows) == 2 and rows[-1]["code_version"] == row["code_version"]
+    assert rows[-1]["pesq_wb"] == row["pesq_wb"] != 1.0  # recomputed, not resumed from the stale row
+
+
 def test_weights_dir_is_passed_to_neural_codecs(tmp_path, eval_rows, monkeypatch) -> None:
     pytest.importorskip("transformers")
     monkeypatch.delenv("JEPA_DAAM_WEIGHTS", raising=False)
