@@ -730,6 +730,15 @@ def _prepare_results(cfg: RunConfig) -> Path:
     return path
 
 
+def skipped_lines(skipped: Sequence[tuple[str, str]]) -> list[str]:
+    """One line per distinct reason: specs that share a reason (the settings of one family without
+    weights, say) are listed together instead of repeating a long message per setting."""
+    by_reason: dict[str, list[str]] = {}
+    for spec, reason in skipped:
+        by_reason.setdefault(reason.removeprefix(f"{spec}: "), []).append(spec)
+    return [f"skipped {', '.join(specs)}: {reason}" for reason, specs in by_reason.items()]
+
+
 def _print(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -799,8 +808,8 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
     utts = load_utterances(cfg.data, cfg.limit)
     codecs, skipped = build_codecs(cfg.codecs, cfg.device, cfg.weights_dir)
     stats = RunStats(skipped=list(skipped))
-    for spec, reason in skipped:
-        _print(f"skipped {spec}: {reason}")
+    for line in skipped_lines(skipped):
+        _print(line)
     if not codecs:
         raise UserError(f"none of the requested codecs ({cfg.codecs}) is available (see the reasons above)")
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -911,8 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     if stats.summary:
         print(stats.summary)
-    for spec, reason in stats.skipped:
-        print(f"skipped {spec}: {reason}")
+    for line in skipped_lines(stats.skipped):
+        print(line)
     cache = store.ResultCache(cfg.cache_dir)
     print(f"{stats.computed} rows computed, {stats.from_cache} from cache, {stats.resumed} already done, "
           f"{stats.errors} errors; {len(stats.skipped)} codecs skipped; wall time {stats.wall_s:.1f} s")

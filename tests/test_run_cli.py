@@ -268,3 +268,11 @@ def test_weights_dir_is_passed_to_neural_codecs(tmp_path, eval_rows, monkeypatch
     assert manifest_json["args"]["weights_dir"] == str(weights.resolve())
     code, _, stderr = call_main(["--codecs", "pcm", "--weights-dir", str(tmp_path / "nope")])
     assert code == 2 and "--weights-dir" in stderr and "not a folder" in stderr
+
+
+def test_skipped_codecs_sharing_a_reason_are_listed_once() -> None:
+    lines = run.skipped_lines([("mimi@8", "mimi@8: weights not found in X"),
+                               ("mimi@16", "mimi@16: weights not found in X"),
+                               ("snac@24k", "snac@24k: package snac is not installed")])
+    assert lines == ["skipped mimi@8, mimi@16: weights not found in X",
+                     "skipped snac@24k: package snac is not installed"]
