@@ -44,7 +44,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -644,16 +644,25 @@ def train_stage1(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime) -> Path:
             csv_log.write({"step": step, **logs, "lr": opt.param_groups[0]["lr"], "seconds": time.time() - t0})
             bar.set_postfix(loss=f"{logs['loss']:.4f}", std=f"{logs['pred_std']:.3f}", refresh=False)
         bar.update(1)
-        stop = _out_of_time(args, clock, rt)
-        if step % args.save_every == 0 or step == s1.steps or stop:
-            save()
-        if stop and step < s1.steps:
-            log.info("stage1: --max-minutes reached at step %d; continue with --resume", step)
+        if _save_or_stop(step, s1.steps, args, clock, rt, save, "stage1"):
             break
     bar.close()
     if csv_log is not None:
         csv_log.close()
     return out / CHECKPOINT_NAME
+
+
+def _save_or_stop(step: int, total: int, args: TrainArgs, clock: _Clock, rt: Runtime,
+                  save: Callable[[], None], stage: str) -> bool:
+    """End of an optimiser step: checkpoint every --save-every steps, at the last step and when
+    --max-minutes is spent. True when the loop must stop early (time is up before `total`)."""
+    stop = _out_of_time(args, clock, rt)
+    if step % args.save_every == 0 or step == total or stop:
+        save()
+    if stop and step < total:
+        log.info("%s: --max-minutes reached at step %d; continue with --resume", stage, step)
+        return True
+    return False
 
 
 def _out_of_time(args: TrainArgs, clock: _Clock, rt: Runtime) -> bool:
@@ -869,11 +878,7 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
             bar.set_postfix(l1=f"{logs['l1']:.4f}", stft=f"{logs['stft']:.3f}", d=f"{logs['loss_d']:.3f}",
                             refresh=False)
         bar.update(1)
-        stop = _out_of_time(args, clock, rt)
-        if step % args.save_every == 0 or step == s2.steps or stop:
-            save()
-        if stop and step < s2.steps:
-            log.info("stage2: --max-minutes reached at step %d; continue with --resume", step)
+        if _save_or_stop(step, s2.steps, args, clock, rt, save, "stage2"):
             break
     bar.close()
     if csv_log is not None:
