@@ -594,13 +594,11 @@ def train_stage1(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime) -> Path:
     batches = StepBatches(len(ds), _per_rank_batch(s1.batch_size, rt), seed=s1.seed, rank=rt.rank,
                           world_size=rt.world_size)
     n_frames = model.context_encoder.num_frames(ds.crop_samples)
+    csv_log = _open_run_folder(out, cfg, rt, STAGE1_COLUMNS, step if ckpt is not None else None)
     if rt.is_main:
-        with open(out / "config.json", "w", encoding="utf-8") as f:
-            json.dump(config_to_dict(cfg), f, indent=2)
         log.info("stage1: %d trainable parameters, crop %d samples -> %d frames, batch %d x %d ranks, steps %d..%d",
                  sum(p.numel() for p in params), ds.crop_samples, n_frames, batches.batch_size, rt.world_size,
                  step, s1.steps)
-    csv_log = CsvLog(out / LOG_NAME, STAGE1_COLUMNS, step if ckpt is not None else None) if rt.is_main else None
 
     def save() -> None:
         states = gather_rng_states(rt)
@@ -650,6 +648,17 @@ def train_stage1(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime) -> Path:
     if csv_log is not None:
         csv_log.close()
     return out / CHECKPOINT_NAME
+
+
+def _open_run_folder(out: Path, cfg: JEPADAAMConfig, rt: Runtime, columns: tuple[str, ...],
+                     resumed_step: int | None) -> CsvLog | None:
+    """On rank 0: write the effective config to OUT/config.json and open OUT/log.csv (continued
+    after `resumed_step` when resuming). Other ranks log nothing and get None."""
+    if not rt.is_main:
+        return None
+    with open(out / "config.json", "w", encoding="utf-8") as f:
+        json.dump(config_to_dict(cfg), f, indent=2)
+    return CsvLog(out / LOG_NAME, columns, resumed_step)
 
 
 def _save_or_stop(step: int, total: int, args: TrainArgs, clock: _Clock, rt: Runtime,
@@ -791,14 +800,12 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
     ds = _dataset(args, s2, cfg, rt)
     batches = StepBatches(len(ds), _per_rank_batch(s2.batch_size, rt), seed=s2.seed, rank=rt.rank,
                           world_size=rt.world_size)
+    csv_log = _open_run_folder(out, cfg, rt, STAGE2_COLUMNS, step if ckpt is not None else None)
     if rt.is_main:
-        with open(out / "config.json", "w", encoding="utf-8") as f:
-            json.dump(config_to_dict(cfg), f, indent=2)
         log.info("stage2: %d trainable generator parameters (encoder %s), %d discriminator parameters, crop %d "
                  "samples, batch %d x %d ranks, steps %d..%d", sum(p.numel() for p in g_params),
                  "fine-tuned" if s2.finetune_encoder else "frozen", sum(p.numel() for p in d_params),
                  ds.crop_samples, batches.batch_size, rt.world_size, step, s2.steps)
-    csv_log = CsvLog(out / LOG_NAME, STAGE2_COLUMNS, step if ckpt is not None else None) if rt.is_main else None
 
     def save() -> None:
         states = gather_rng_states(rt)
