@@ -31,6 +31,10 @@ class Encoded:
             counted as payload by itself — `payload_bytes` is the number that counts.
         padded_frames: number of trailing frames in `codes` that only encode padding
             (not counted as payload when measuring bitrate).
+        header_codes: tokens sent once per utterance besides the frames (JEPA-DAAM's loudness
+            gain index); empty for most codecs.
+        header_vocab_sizes: one vocabulary per header token; the header costs
+            sum(log2 V) bits per utterance, counted in the measured bitrate and token rate.
         stream_groups: for multi-rate codecs folded to the coarsest rate (SNAC, see
             `metrics.tokens.fold_multirate`), the number of rows each original level occupies;
             empty for single-rate codecs.
@@ -44,6 +48,8 @@ class Encoded:
     payload: Any = field(default=None, compare=False, repr=False)
     padded_frames: int = 0
     stream_groups: tuple[int, ...] = ()
+    header_codes: tuple[int, ...] = ()
+    header_vocab_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.codes is not None:
@@ -55,6 +61,12 @@ class Encoded:
                 )
         if self.num_samples < 0:
             raise ValueError(f"Encoded.num_samples must be >= 0, got {self.num_samples}")
+        if len(self.header_codes) != len(self.header_vocab_sizes):
+            raise ValueError(f"Encoded has {len(self.header_codes)} header codes but "
+                             f"{len(self.header_vocab_sizes)} header vocab sizes")
+        if any(not 0 <= c < v for c, v in zip(self.header_codes, self.header_vocab_sizes)):
+            raise ValueError(f"Encoded.header_codes {self.header_codes} lie outside their vocabularies "
+                             f"{self.header_vocab_sizes}")
 
 
 @runtime_checkable

@@ -9,6 +9,8 @@ never from what the codec claims:
   ``n_payload_frames = n_frames - Encoded.padded_frames``. Mixed vocabularies are exact:
   JEPA-DAAM's 18 groups of 16384 plus one group of 16 give 18*14 + 4 = 256 bits per frame,
   640 bit/s at 2.5 Hz (not 47.5 tok/s * 14 bit = 665 bit/s).
+* **Header tokens** (`Encoded.header_codes`, sent once per utterance, e.g. JEPA-DAAM's loudness
+  gain) add ``sum log2(V_h)`` bits and ``len(header)`` tokens per utterance to the counts above.
 * **Bitrate of a bitstream codec** (Opus, MP3, Codec2...) is ``payload_bytes * 8 / duration_s``.
 * **Multi-rate codecs** (SNAC: one RVQ level per temporal resolution) are represented in
   `Encoded.codes` at their *coarsest* frame rate, each finer level folded into consecutive rows
@@ -94,8 +96,8 @@ def _check_duration(duration_s: float) -> float:
 def measured_bitrate(enc: Encoded, duration_s: float) -> float:
     """Measured bitrate of one encoded utterance, in bit/s.
 
-    Token codecs: ``payload_frames(enc) * bits_per_frame(enc.vocab_sizes) / duration_s``
-    (padding frames excluded). Bitstream codecs: ``enc.payload_bytes * 8 / duration_s``.
+    Token codecs: ``(payload_frames(enc) * bits_per_frame(enc.vocab_sizes) + header bits) /
+    duration_s`` (padding frames excluded; header bits = sum log2 of the header vocabularies). Bitstream codecs: ``enc.payload_bytes * 8 / duration_s``.
 
     Args:
         enc: what the codec's `encode` returned.
@@ -106,7 +108,8 @@ def measured_bitrate(enc: Encoded, duration_s: float) -> float:
     """
     duration_s = _check_duration(duration_s)
     if enc.codes is not None:
-        return payload_frames(enc) * bits_per_frame(enc.vocab_sizes) / duration_s
+        header_bits = bits_per_frame(enc.header_vocab_sizes) if enc.header_vocab_sizes else 0.0
+        return (payload_frames(enc) * bits_per_frame(enc.vocab_sizes) + header_bits) / duration_s
     if enc.payload_bytes is not None:
         if enc.payload_bytes < 0:
             raise ValueError(f"Encoded.payload_bytes must be >= 0, got {enc.payload_bytes}")
@@ -159,7 +162,7 @@ def token_rates(enc: Encoded, duration_s: float) -> dict[str, Any]:
         duration_s: duration of the original audio (s).
 
     Returns:
-        ``tokens_per_s`` = n_streams * n_payload_frames / duration_s, ``frames_per_s`` =
+        ``tokens_per_s`` = (n_streams * n_payload_frames + n_header_tokens) / duration_s, ``frames_per_s`` =
         n_payload_frames / duration_s, ``n_streams`` and ``n_frames`` (the shape of
         `enc.codes`), ``n_payload_frames``. For codecs without codes: rates NaN, counts 0,
         and ``tokens_per_s_error`` / ``frames_per_s_error`` say why.
@@ -171,7 +174,8 @@ def token_rates(enc: Encoded, duration_s: float) -> dict[str, Any]:
                 "n_payload_frames": 0, "tokens_per_s_error": reason, "frames_per_s_error": reason}
     n_streams, n_frames = (int(s) for s in enc.codes.shape)
     n_payload = payload_frames(enc)
-    return {"tokens_per_s": n_streams * n_payload / duration_s, "frames_per_s": n_payload / duration_s,
+    n_header = len(enc.header_codes)
+    return {"tokens_per_s": (n_streams * n_payload + n_header) / duration_s, "frames_per_s": n_payload / duration_s,
             "n_streams": n_streams, "n_frames": n_frames, "n_payload_frames": n_payload}
 
 
