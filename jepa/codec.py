@@ -44,6 +44,7 @@ from baselines.base import Encoded
 from jepa.config import JEPADAAMConfig, config_from_dict, config_to_dict
 from jepa.encoder import Encoder
 from jepa.fsq import FSQ, pack, token_vocab_sizes, unpack
+from jepa import loudness
 from jepa.hifigan import Generator
 
 CHECKPOINT_FORMAT = "jepa-daam-codec"
@@ -90,7 +91,10 @@ class JEPACodec(nn.Module):
         self.extra_hop = extra_hop
         m = config.model
         self.encoder = Encoder(m)
-        self.fsq = FSQ(m.fsq_levels, m.latent_dim, m.fsq_temperature)
+        # Optional projection to a narrow FSQ width (ModelConfig.fsq_dim; None = the paper).
+        self.quant_in: nn.Module = nn.Identity() if m.fsq_dim is None else nn.Conv1d(m.latent_dim, m.fsq_dim, 1)
+        self.quant_out: nn.Module = nn.Identity() if m.fsq_dim is None else nn.Conv1d(m.fsq_dim, m.latent_dim, 1)
+        self.fsq = FSQ(m.fsq_levels, m.quant_dim, m.fsq_temperature)
         self.decoder = Generator(m)
         self.eval()
 
@@ -124,6 +128,13 @@ class JEPACodec(nn.Module):
     def nominal_bitrate(self) -> float:
         """Exact nominal bitrate in bit/s (640 for the paper configuration)."""
         return self.config.model.bitrate
+
+    @property
+    def header_vocab_sizes(self) -> tuple[int, ...]:
+        """Vocabulary of each per-utterance header token: (gain levels,) with loudness
+        normalisation, () without."""
+        m = self.config.model
+        return () if m.loudness_target_db is None else (m.loudness_gain_levels,)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames produced for an input of `num_samples` samples under the padding rule."""
@@ -159,10 +170,34 @@ class JEPACodec(nn.Module):
             raise ValueError(f"{what}: the waveform contains NaN or Inf samples")
         return wav.detach().to("cpu", torch.float32)
 
+    # ---- differentiable pieces (training) --------------------------------------------------------
+    def normalize_loudness(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """wav [B, 1, L] -> (wav at the target level [B, 1, L], gain index [B] int64); the
+        identity and 0 dB indices when loudness normalisation is off (see jepa.loudness)."""
+        return loudness.normalize(wav, self.config.model)
+
+    def quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder latents -> decoder input through the optional projection and FSQ.
+
+        Args:
+            z: [B, latent_dim, T] encoder output.
+        Returns:
+            (z_q [B, latent_dim, T]: what the decoder takes, straight-through gradients when z
+            requires grad; idx [B, T, quant_dim] int64 FSQ level indices).
+        """
+        z_q, idx = self.fsq(self.quant_in(z))
+        return self.quant_out(z_q), idx
+
+    def reconstruct(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training forward on loudness-normalised audio: wav [B, 1, L] (whole hops) ->
+        (y_hat [B, 1, hop*T + 384], idx [B, T, quant_dim])."""
+        z_q, idx = self.quantize(self.encoder(wav))
+        return self.decoder(z_q), idx
+
     # ---- encode ------------------------------------------------------------------------------
     @torch.inference_mode()
     def encode_tokens(self, wav: torch.Tensor) -> torch.Tensor:
-        """Tokens of already padded audio.
+        """Tokens of already padded (and, if configured, loudness-normalised) audio.
 
         Args:
             wav: [B, 1, L] float32, L a whole number of hops (at least 2).
@@ -171,7 +206,7 @@ class JEPACodec(nn.Module):
         """
         m = self.config.model
         with _eval_mode(self):
-            idx = self.fsq.quantize_indices(self.encoder(wav.to(self.device)))
+            idx = self.fsq.quantize_indices(self.quant_in(self.encoder(wav.to(self.device))))
         return pack(idx, m.fsq_radices, m.pack_group, m.pack_order)
 
     def encode(self, wav: torch.Tensor | np.ndarray, sample_rate: int | None = None) -> Encoded:
@@ -209,16 +244,22 @@ class JEPACodec(nn.Module):
             members = [i for i, h in enumerate(hops) if h == n_hops]
             length = n_hops * self.hop_length
             batch = torch.zeros(len(members), 1, length)
-            for row, i in enumerate(members):
-                batch[row, 0, : checked[i].numel()] = checked[i]
+            gains = []
+            for row, i in enumerate(members):  # the gain is measured on the utterance, not its padding
+                normalised, gain = self.normalize_loudness(checked[i][None, None])
+                batch[row, 0, : checked[i].numel()] = normalised[0, 0]
+                gains.append(int(gain[0]))
             tokens = self.encode_tokens(batch).cpu()
             for row, i in enumerate(members):
+                header = (gains[row],) if self.header_vocab_sizes else ()
                 results[i] = Encoded(
                     codes=tokens[row].T.contiguous(),
                     vocab_sizes=self.vocab_sizes,
                     frame_rate=self.frame_rate,
                     payload_bytes=None,
                     num_samples=checked[i].numel(),
+                    header_codes=header,
+                    header_vocab_sizes=self.header_vocab_sizes,
                 )
         return results  # type: ignore[return-value]
 
@@ -235,7 +276,7 @@ class JEPACodec(nn.Module):
         m = self.config.model
         idx = unpack(tokens.to(self.device), m.fsq_radices, m.pack_group, m.pack_order)
         with _eval_mode(self), parametrize.cached():  # weight norm computed once per call
-            return self.decoder(self.fsq.dequantize(idx))[:, 0]
+            return self.decoder(self.quant_out(self.fsq.dequantize(idx)))[:, 0]
 
     def _check_encoded(self, enc: Encoded, what: str) -> None:
         if not isinstance(enc, Encoded) or enc.codes is None:
@@ -250,6 +291,9 @@ class JEPACodec(nn.Module):
             raise ValueError(f"{what}: no frames to decode")
         if enc.codes.dtype.is_floating_point:
             raise ValueError(f"{what}: codes must be integers, got {enc.codes.dtype}")
+        if tuple(enc.header_vocab_sizes) != self.header_vocab_sizes:
+            raise ValueError(f"{what}: header vocab sizes {tuple(enc.header_vocab_sizes)} do not match "
+                             f"{self.name}'s {self.header_vocab_sizes} (loudness gain token)")
 
     def decode(self, enc: Encoded) -> torch.Tensor:
         """Decode one utterance to a float32 CPU waveform of exactly ``enc.num_samples`` samples."""
@@ -270,6 +314,9 @@ class JEPACodec(nn.Module):
             members = [i for i, f in enumerate(frames) if f == n]
             tokens = torch.stack([encs[i].codes.T.long() for i in members])
             wav = self.decode_tokens(tokens).float().cpu()
+            if self.header_vocab_sizes:
+                gains = torch.tensor([encs[i].header_codes[0] for i in members], dtype=torch.int64)
+                wav = loudness.restore(wav, gains, self.config.model)
             for row, i in enumerate(members):
                 out = wav[row, : encs[i].num_samples]
                 if out.numel() < encs[i].num_samples:
@@ -400,7 +447,8 @@ def _check_tensor_layout(state: "dict[str, torch.Tensor]", expected: "dict[str, 
 def save_tokens(enc: Encoded, path: str | Path, sample_rate: int, config_id: str, checkpoint_sha256: str = "") -> None:
     """Write an Encoded as a .tokens file: an uncompressed NumPy .npz archive holding
     ``codes`` [n_streams, n_frames] (uint16 when every vocabulary fits, else int64),
-    ``vocab_sizes``, ``num_samples``, ``sample_rate``, ``frame_rate``, ``config_hash``,
+    ``vocab_sizes``, ``num_samples``, ``header_codes``, ``header_vocab_sizes`` (the loudness
+    gain; empty arrays without it, and absent in files of earlier releases), ``sample_rate``, ``frame_rate``, ``config_hash``,
     ``checkpoint_sha256``, ``format`` and ``format_version``."""
     codes = enc.codes.cpu().numpy()
     dtype = np.uint16 if max(enc.vocab_sizes) <= 1 << 16 else np.int64
@@ -410,6 +458,8 @@ def save_tokens(enc: Encoded, path: str | Path, sample_rate: int, config_id: str
         codes=codes.astype(dtype),
         vocab_sizes=np.asarray(enc.vocab_sizes, dtype=np.int64),
         num_samples=np.int64(enc.num_samples),
+        header_codes=np.asarray(enc.header_codes, dtype=np.int64),
+        header_vocab_sizes=np.asarray(enc.header_vocab_sizes, dtype=np.int64),
         sample_rate=np.int64(sample_rate),
         frame_rate=np.float64(enc.frame_rate),
         config_hash=np.str_(config_id),
@@ -438,6 +488,8 @@ def load_tokens(path: str | Path) -> tuple[Encoded, dict[str, str | int]]:
         frame_rate=float(fields["frame_rate"]),
         payload_bytes=None,
         num_samples=int(fields["num_samples"]),
+        header_codes=tuple(int(v) for v in fields.get("header_codes", ())),
+        header_vocab_sizes=tuple(int(v) for v in fields.get("header_vocab_sizes", ())),
     )
     meta = {"sample_rate": int(fields["sample_rate"]), "config_hash": str(fields["config_hash"]),
             "checkpoint_sha256": str(fields["checkpoint_sha256"])}

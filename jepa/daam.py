@@ -6,6 +6,16 @@ of the features, standardised over **time** per sample, and applied residually:
 ``gaussian-adaptive-attention`` package (see the spec's comparison table); do not substitute one.
 
 The gate is computed in FP32 even under autocast, as in the paper.
+
+Two modes (``ModelConfig.daam_mode``, docs/model.md departure D2):
+
+* ``"reference"`` (the paper): delta_k in raw units of the projection, all K start at 0 with the
+  same nu_k, and the variance over time is floored at 1e-6. The K components then receive
+  identical gradients and never separate (K = 4 acts as K = 1), and with small activations the
+  floor exceeds the true variance and the gate is ~0.
+* ``"normalized"`` (default): the projection is standardised first, delta_k are in units of its
+  std and start spread over [-spread, spread], and the floor is relative (1e-4 of the mean
+  square), so every component sees a different part of the distribution whatever the scale.
 """
 from __future__ import annotations
 
@@ -16,8 +26,11 @@ import torch.nn.functional as F
 from torch import nn
 
 VAR_FLOOR = 1e-6
+REL_VAR_FLOOR = 1e-4
+TINY = 1e-20
 SCALE_FLOOR = 1e-3
 EPS = 1e-8
+MODES = ("normalized", "reference")
 
 
 class GaussianMixtureGate(nn.Module):
@@ -27,28 +40,45 @@ class GaussianMixtureGate(nn.Module):
     s_k = softplus(nu_k) + 1e-3, z_k = (a - (mu + delta_k)) / (std * s_k + 1e-8),
     log N_k = -z_k^2 / 2 - log s_k - log(2 pi) / 2. The gate is not normalised over time.
 
+    In ``"normalized"`` mode the floor is max(1e-4 * mean_t a^2, 1e-20) and the means are
+    mu + delta_k * std (delta_k in std units): z_k = ((a - mu) / std - delta_k) / (s_k + 1e-8).
+
     Args:
         components: K (4 in every layer of the paper).
-        nu_init: initial nu_k (log 0.5, so s_k = 0.4065); delta_k starts at 0.
+        nu_init: initial nu_k (log 0.5, so s_k = 0.4065).
+        mode: "normalized" or "reference" (see the module docstring).
+        delta_spread: delta_k starts at linspace(-spread, spread, K) (0: all at 0, the paper).
     Shapes: a [B, 1, T] -> gate [B, 1, T], float32.
     """
 
-    def __init__(self, components: int = 4, nu_init: float = math.log(0.5)) -> None:
+    def __init__(self, components: int = 4, nu_init: float = math.log(0.5), mode: str = "reference",
+                 delta_spread: float = 0.0) -> None:
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"DAAM mode {mode!r} is not valid; choose one of {MODES}")
         self.components = components
-        self.delta = nn.Parameter(torch.zeros(components))
+        self.mode = mode
+        init = torch.linspace(-delta_spread, delta_spread, components) if components > 1 else torch.zeros(1)
+        self.delta = nn.Parameter(init.float())
         self.nu = nn.Parameter(torch.full((components,), float(nu_init)))
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=a.device.type, enabled=False):
             a = a.float()
             mu = a.mean(dim=-1, keepdim=True)
-            var = (a - mu).pow(2).mean(dim=-1, keepdim=True).clamp_min(VAR_FLOOR)
+            var = (a - mu).pow(2).mean(dim=-1, keepdim=True)
+            if self.mode == "reference":
+                var = var.clamp_min(VAR_FLOOR)
+            else:
+                var = torch.maximum(var, (REL_VAR_FLOOR * a.pow(2).mean(dim=-1, keepdim=True)).clamp_min(TINY))
             std = var.sqrt()
             s = F.softplus(self.nu.float()) + SCALE_FLOOR  # [K]
             delta = self.delta.float()
             # [B, 1, T, 1] against [K] -> [B, 1, T, K]
-            z = (a[..., None] - (mu[..., None] + delta)) / (std[..., None] * s + EPS)
+            if self.mode == "reference":
+                z = (a[..., None] - (mu[..., None] + delta)) / (std[..., None] * s + EPS)
+            else:
+                z = ((a - mu) / std)[..., None].sub(delta).div(s + EPS)
             log_p = -0.5 * z.pow(2) - torch.log(s) - 0.5 * math.log(2 * math.pi)
             return torch.exp(torch.logsumexp(log_p, dim=-1) - math.log(self.components))
 
@@ -69,11 +99,11 @@ class GAttnGateG(nn.Module):
     """
 
     def __init__(self, channels: int, components: int = 4, alpha_init: float = 0.05,
-                 nu_init: float = math.log(0.5)) -> None:
+                 nu_init: float = math.log(0.5), mode: str = "reference", delta_spread: float = 0.0) -> None:
         super().__init__()
         self.proj = nn.Conv1d(channels, 1, kernel_size=1)
         self.alpha = nn.Parameter(torch.tensor(float(alpha_init)))
-        self.gate = GaussianMixtureGate(components, nu_init)
+        self.gate = GaussianMixtureGate(components, nu_init, mode, delta_spread)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         g = self.gate(self.proj(x))  # [B, 1, T] float32
@@ -81,9 +111,9 @@ class GAttnGateG(nn.Module):
 
 
 def make_daam_gate(channels: int, use_daam: bool, components: int = 4, alpha_init: float = 0.05,
-                   nu_init: float = math.log(0.5)) -> nn.Module:
+                   nu_init: float = math.log(0.5), mode: str = "reference", delta_spread: float = 0.0) -> nn.Module:
     """The encoder block's gate: :class:`GAttnGateG`, or ``nn.Identity`` (no parameters) when
     ``use_daam`` is False (the no-DAAM ablation, spec §10.14)."""
     if not use_daam:
         return nn.Identity()
-    return GAttnGateG(channels, components, alpha_init, nu_init)
+    return GAttnGateG(channels, components, alpha_init, nu_init, mode, delta_spread)

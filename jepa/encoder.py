@@ -40,7 +40,7 @@ class EncoderBlock(nn.Module):
             *(ResBlock1(out_channels, kernel_size, (1, 3**i, 5**i)) for i in range(n_resblocks))
         )
         self.gate = make_daam_gate(out_channels, cfg.use_daam, cfg.daam_components, cfg.daam_alpha_init,
-                                   cfg.daam_nu_init)
+                                   cfg.daam_nu_init, cfg.daam_mode, cfg.daam_delta_spread)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.gate(self.resblocks(self.act(self.down(x))))
@@ -69,7 +69,7 @@ class Encoder(nn.Module):
             *(ConformerBlock(cfg.latent_dim, cfg.conformer_heads, cfg.conformer_ff_mult, cfg.conformer_conv_kernel,
                              cfg.dropout) for _ in range(cfg.conformer_layers))
         )
-        init_weights(self, cfg.init_std)
+        init_weights(self, cfg.init_std, cfg.init)
 
     @property
     def hop_length(self) -> int:

@@ -42,7 +42,7 @@ class Predictor(nn.Module):
                 nn.Conv1d(h, out, 1),
             ]
         self.net = nn.Sequential(*layers)
-        init_weights(self, cfg.init_std)
+        init_weights(self, cfg.init_std, cfg.init)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)

@@ -189,17 +189,44 @@ class ConformerBlock(nn.Module):
 # ---- initialisation, weight norm, parameter counting --------------------------------------------
 
 _INIT_TYPES = (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)
+INIT_SCHEMES = ("kaiming", "reference")
 
 
-def init_weights(module: nn.Module, std: float = 0.02) -> None:
-    """Spec §4.4: every Conv1d, ConvTranspose1d and Linear weight ~ truncated normal(0, std),
-    truncated at +-2 std; biases 0. Norm layers keep their defaults (weight 1, bias 0).
-    Call before :func:`apply_weight_norm`."""
+def init_weights(module: nn.Module, std: float = 0.02, scheme: str = "reference") -> None:
+    """Initialise every Conv1d, ConvTranspose1d and Linear inside `module`; biases 0.
+
+    * ``"reference"`` (spec §4.4, the paper's code): every weight ~ truncated normal(0, std),
+      truncated at +-2 std. With narrow layers each conv has a gain far below 1, so the signal
+      vanishes through the encoder (SMALL: input RMS 0.076 -> bottleneck 4e-6, docs/model.md).
+    * ``"kaiming"``: conv weights ~ Kaiming normal (fan-in; the LeakyReLU-0.1 gain for the convs
+      inside residual units, which follow a LeakyReLU, gain 1 for the others), which keeps the
+      variance of a conv's output near its input's; the second conv of every residual unit
+      (:class:`ResBlock1` ``convs2``) is scaled by 1/(2 * units) so that a stack of residual
+      units does not grow the signal either. Linear layers (attention, feed-forward, behind
+      LayerNorms) keep the truncated normal(0, std) of the reference.
+
+    Norm layers keep their defaults (weight 1, bias 0). Call before :func:`apply_weight_norm`.
+    """
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init scheme {scheme!r} is not valid; choose one of {INIT_SCHEMES}")
+    after_lrelu = {id(c) for m in module.modules() if isinstance(m, ResBlock1) for c in (*m.convs1, *m.convs2)}
     for m in module.modules():
         if isinstance(m, _INIT_TYPES):
-            nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+            if scheme == "kaiming" and not isinstance(m, nn.Linear):
+                # Convs fed by a LeakyReLU get its gain; the others (strided convs on the
+                # residual stream, projections) keep the variance with gain 1.
+                nonlinearity = "leaky_relu" if id(m) in after_lrelu else "linear"
+                nn.init.kaiming_normal_(m.weight, a=LRELU_SLOPE, mode="fan_in", nonlinearity=nonlinearity)
+            else:
+                nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+    if scheme == "kaiming":
+        for m in module.modules():
+            if isinstance(m, ResBlock1):
+                with torch.no_grad():
+                    for conv in m.convs2:
+                        conv.weight.mul_(1.0 / (2 * len(m.convs2)))
 
 
 def apply_weight_norm(module: nn.Module) -> None:

@@ -37,3 +37,24 @@ def speech_16k(eval_rows):
     row = next(r for r in eval_rows if r["set"] == "librispeech_test_clean")
     wav, sr = sf.read(EVAL_MANIFEST.parent / row["path"], dtype="float32")
     return wav, sr, row["transcript"]
+
+
+@pytest.fixture(scope="session")
+def speech_clips_24k(eval_rows):
+    """Eight different 4-s clips of real speech at 24 kHz from eight eval utterances, as a
+    float32 tensor [8, 1, 96000] (one clip per speaker where possible)."""
+    import numpy as np
+    import soundfile as sf
+    import soxr
+    import torch
+
+    clips, speakers = [], set()
+    for row in eval_rows:
+        if row["speaker"] in speakers or float(row["duration_s"]) < 4.5:
+            continue
+        wav, sr = sf.read(EVAL_MANIFEST.parent / row["path"], dtype="float32")
+        clips.append(soxr.resample(wav, sr, 24_000)[:96_000].astype(np.float32))
+        speakers.add(row["speaker"])
+        if len(clips) == 8:
+            break
+    return torch.from_numpy(np.stack(clips))[:, None]

@@ -98,7 +98,10 @@ def test_bad_encoded_raises(codec):
     with pytest.raises(ValueError, match="vocab"):
         codec.decode(Encoded(torch.zeros(2, 3, dtype=torch.int64), (4, 4), 2.5, None, 100))
     with pytest.raises(ValueError, match="outside"):
-        codec.decode(Encoded(torch.full((19, 2), 20_000), codec.vocab_sizes, 2.5, None, 100))
+        codec.decode(Encoded(torch.full((19, 2), 20_000), codec.vocab_sizes, 2.5, None, 100,
+                             header_codes=(32,), header_vocab_sizes=codec.header_vocab_sizes))
+    with pytest.raises(ValueError, match="header"):
+        codec.decode(Encoded(torch.zeros(19, 2, dtype=torch.int64), codec.vocab_sizes, 2.5, None, 100))
 
 
 def test_save_load_round_trip(codec, tmp_path):
