@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.base import CodecUnavailable, Encoded
+from audiocore.codec import CodecUnavailable, Encoded
 
 INT16_SCALE = 32768.0
 """float sample x in [-1, 1) <-> int16 round(x * 32768), clipped to [-32768, 32767]."""

@@ -17,7 +17,9 @@ from typing import Sequence
 
 import torch
 
-from baselines.base import CodecUnavailable, Encoded
+from audiocore.codec import CodecUnavailable, Encoded
+from audiocore.device import resolve_device
+from audiocore.hashing import file_sha256
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "jepa" / "checkpoints"
 SHIPPED: dict[str, Path] = {"small": CHECKPOINT_DIR / "jepa_daam_small.safetensors"}
@@ -25,7 +27,7 @@ SHIPPED: dict[str, Path] = {"small": CHECKPOINT_DIR / "jepa_daam_small.safetenso
 
 
 class JEPADAAMCodec:
-    """`baselines.base.Codec` around a loaded `jepa.codec.JEPACodec`.
+    """`audiocore.codec.Codec` around a loaded `jepa.codec.JEPACodec`.
 
     Args:
         name: canonical spec ("jepa-daam@small" or "jepa-daam:PATH").
@@ -46,8 +48,6 @@ class JEPADAAMCodec:
     def weights_hash(self) -> str:
         """First 16 hex digits of the checkpoint file's SHA-256."""
         if self._weights_hash is None:
-            from jepa.codec import file_sha256
-
             self._weights_hash = file_sha256(self.checkpoint)[:16]
         return self._weights_hash
 
@@ -106,10 +106,8 @@ def build(spec: str, device: str = "cpu") -> JEPADAAMCodec:
         raise CodecUnavailable(f"{spec}: checkpoint {path} not found; {hint}")
     from jepa.codec import JEPACodec
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        codec = JEPACodec.load(path, device=device)
+        codec = JEPACodec.load(path, device=resolve_device(device))
     except ValueError as err:
         raise CodecUnavailable(f"{spec}: {path} is not a usable JEPA-DAAM checkpoint: {err}") from err
     name = spec.strip() if spec.strip().startswith("jepa-daam:") else f"jepa-daam@{spec.split('@', 1)[1]}"

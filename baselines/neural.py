@@ -50,7 +50,9 @@ from typing import Any, Callable
 
 import torch
 
-from baselines.base import CodecUnavailable, Encoded
+from audiocore.codec import CodecUnavailable, Encoded
+from audiocore.device import resolve_device
+from audiocore.hashing import file_sha256, state_dict_sha256
 
 WEIGHTS_ENV = "JEPA_DAAM_WEIGHTS"
 """Environment variable naming the folder that holds neural-codec weights (`<dir>/<repo id>/`)."""
@@ -308,11 +310,7 @@ def find_weights(spec: str, source: WeightsSource, weights_dir: str | os.PathLik
 @functools.lru_cache(maxsize=64)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     """sha256 of one file (cached per path, size and modification time)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(path)
 
 
 def hash_files(files: Sequence[Path]) -> str:
@@ -325,13 +323,8 @@ def hash_files(files: Sequence[Path]) -> str:
 
 
 def hash_state_dict(model: torch.nn.Module) -> str:
-    """sha256 over the names, shapes and bytes of a module's state dict: 16 hex digits."""
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()[:16]
+    """sha256 over the names, dtypes, shapes and bytes of a module's state dict: 16 hex digits."""
+    return state_dict_sha256(model.state_dict())[:16]
 
 
 def _require(module: str, spec: str, hint: str) -> types.ModuleType:
@@ -375,16 +368,6 @@ def speechtokenizer_model_module(spec: str = "speechtokenizer") -> types.ModuleT
         del sys.modules[alias]
         raise CodecUnavailable(f"{spec}: speechtokenizer's model modules failed to import ({e}); "
                                f"{SPEECHTOKENIZER_HINT}") from e
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; any other string must be a torch device."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as e:
-        raise ValueError(f"invalid device '{device}': use auto, cpu, cuda or cuda:N") from e
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import inspect
 import os
 from types import ModuleType
 
-from baselines.base import Codec, CodecUnavailable
+from audiocore.codec import Codec, CodecUnavailable
 
 FAMILIES: dict[str, str] = {
     "pcm": "baselines.classical",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.datasets import Utterance, load_dataset, load_utterance
+from audiocore.datasets import Utterance, load_dataset, load_utterance
 from metrics import asr
 from metrics.speed import Stopwatch, median_rtf, rtf
 

@@ -4,7 +4,7 @@ Four tables (Markdown ``paper_tables.md`` and LaTeX ``paper_tables.tex``):
 
 (a) **Parameter counts** of the PAPER configuration, built on the ``meta`` device (no memory, no
     weights) from ``jepa.encoder`` / ``jepa.jepa`` / ``jepa.hifigan``, beside the JEPA-DAAM paper's
-    printed counts. Weight-normed layers count their effective weight (``jepa.layers.count_parameters``).
+    printed counts. Weight-normed layers count their effective weight (``audiocore.params.count_parameters``).
 (b) **Frame rate and tokens/s** measured in a benchmark run (``--run``) and derived from the PAPER
     config, beside the rates the JEPA-DAAM paper quotes for itself and other codecs.
 (c) **Stage-1 loss with and without DAAM** from ``results/ablation/ablation.csv`` (``jepa.ablation``,
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from audiocore.params import count_parameters
 from benchmarks import report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -88,10 +89,6 @@ def measured_parameter_counts() -> tuple[dict[str, int], str | None]:
         from jepa.jepa import JEPA
     except ImportError as exc:
         return {}, f"model modules not importable yet ({exc}); measured counts skipped"
-    try:
-        from jepa.layers import count_parameters
-    except ImportError:
-        from metrics.speed import count_parameters
 
     with torch.device("meta"):
         jepa = JEPA(PAPER.model)

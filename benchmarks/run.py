@@ -8,9 +8,9 @@ Usage::
 
 One utterance through one codec, top to bottom (:func:`evaluate`):
 
-1. load the file (``jepa.audio.read_audio``: mono float32 at its own rate; bad files raise
+1. load the file (``audiocore.audio.read_audio``: mono float32 at its own rate; bad files raise
    ``AudioError`` naming the file and the problem);
-2. resample to the codec's native rate with the one resampler, soxr VHQ (``jepa.audio.resample``);
+2. resample to the codec's native rate with the one resampler, soxr VHQ (``audiocore.audio.resample``);
 3. ``codec.encode`` and ``codec.decode``, each timed with ``metrics.speed.Stopwatch``
    (device-synchronised; one untimed warm-up call per codec and process comes first);
 4. resample the reconstruction to 16 kHz, the metric rate;
@@ -48,9 +48,13 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from baselines.base import Codec, Encoded
+from audiocore.codec import Codec, Encoded
+from audiocore.device import VALID_DEVICES
+from audiocore.device import resolve_device as _resolve_device
+from audiocore.hashing import file_sha256
+from audiocore.params import count_parameters
 from benchmarks import store
-from jepa import audio as jaudio
+from audiocore import audio as jaudio
 from metrics import speed, tokens
 from metrics.signal import signal_metrics
 
@@ -89,7 +93,7 @@ class RunConfig:
 
     Attributes:
         codecs: ``"all"`` or comma-separated codec specs.
-        data: ``"default"`` or a manifest / folder path (see ``benchmarks.datasets``).
+        data: ``"default"`` or a manifest / folder path (see ``audiocore.datasets``).
         limit: evaluate at most this many utterances (None = all).
         out: run folder (results.jsonl, summary.*, manifest.json, skipped.json, tokens/).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (``auto`` already resolved).
@@ -118,17 +122,12 @@ class RunConfig:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when a CUDA device is visible, else ``cpu``; others validated."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return name
-    if re.fullmatch(r"cuda(:\d+)?", name):
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {name}: this torch build ({torch.__version__}) sees no CUDA device; "
-                            f"use --device cpu or install a CUDA build of torch (see README)")
-        return name
-    raise UserError(f"--device {name!r} is not valid; use auto, cpu, cuda or cuda:N")
+    """``--device``: ``auto`` -> ``cuda`` when a CUDA device is visible, else ``cpu``; others
+    validated (``audiocore.device``). Raises UserError naming the valid values."""
+    try:
+        return str(_resolve_device(name))
+    except ValueError as exc:
+        raise UserError(f"--device: {exc} (see README for CUDA builds of torch; valid: {VALID_DEVICES})") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -194,8 +193,8 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
 
 
 def load_utterances(data: str, limit: int | None) -> list[Any]:
-    """The utterances of ``--data`` (``benchmarks.datasets.load_dataset``); errors -> UserError."""
-    from benchmarks.datasets import load_dataset
+    """The utterances of ``--data`` (``audiocore.datasets.load_dataset``); errors -> UserError."""
+    from audiocore.datasets import load_dataset
 
     try:
         utts = load_dataset(data, limit=limit)
@@ -385,7 +384,7 @@ class Source:
     """One loaded utterance, shared by all codecs.
 
     Attributes:
-        utt: the ``benchmarks.datasets.Utterance``.
+        utt: the ``audiocore.datasets.Utterance``.
         checksum: SHA-256 of the audio file's bytes.
         wav: mono float32 [T] at ``sr`` (as stored in the file).
         sr: the file's sample rate (Hz).
@@ -411,7 +410,7 @@ def input_notes(wav: np.ndarray, info: jaudio.AudioInfo) -> tuple[str, ...]:
 
     Args:
         wav: the decoded mono float32 waveform [T] (after any downmix).
-        info: what ``jepa.audio.read_audio`` found in the file.
+        info: what ``audiocore.audio.read_audio`` found in the file.
 
     Returns:
         zero or more of: ``"<C> channels averaged to mono"``, ``"clipped: <p> % of samples at
@@ -436,12 +435,12 @@ def load_source(utt: Any, checksum: str | None) -> Source:
 
     Raises:
         AudioError: missing / empty / corrupt / non-audio / NaN-Inf file, or a decoded duration
-            that differs from the manifest's (``benchmarks.datasets.read_utterance``).
+            that differs from the manifest's (``audiocore.datasets.read_utterance``).
     """
-    from benchmarks.datasets import read_utterance
+    from audiocore.datasets import read_utterance
 
     wav, info = read_utterance(utt)
-    checksum = checksum or store.sha256_file(Path(utt.path))
+    checksum = checksum or file_sha256(Path(utt.path))
     return Source(utt=utt, checksum=checksum, wav=wav, sr=info.sample_rate,
                   ref16=jaudio.resample(wav, info.sample_rate, METRIC_SR), notes=input_notes(wav, info))
 
@@ -662,7 +661,7 @@ class Runner:
 
 def failure_reason(exc: BaseException, stage: str) -> str:
     """Short category of a failure: ``AudioError.reason`` for bad input (``file_not_found``,
-    ``corrupt_audio``, ... see ``jepa.audio.AUDIO_ERROR_REASONS``), else ``<stage>:<exception type>``
+    ``corrupt_audio``, ... see ``audiocore.audio.AUDIO_ERROR_REASONS``), else ``<stage>:<exception type>``
     (e.g. ``encode:RuntimeError``)."""
     reason = getattr(exc, "reason", None)
     if isinstance(exc, jaudio.AudioError) and isinstance(reason, str) and reason:
@@ -716,7 +715,7 @@ def _data_checksums(utts: Sequence[Any]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for u in utts:
         try:
-            out[u.id] = store.sha256_file(Path(u.path))
+            out[u.id] = file_sha256(Path(u.path))
         except OSError:
             out[u.id] = None
     return out
@@ -758,7 +757,7 @@ def manifest_dict(cfg: RunConfig, version: CodeVersion, codecs: Sequence[Codec],
         info = {"codec": c.name, "sample_rate": c.sample_rate, "nominal_bitrate": c.nominal_bitrate(),
                 "weights_hash": _codec_weights_hash(c), "class": f"{type(c).__module__}.{type(c).__qualname__}"}
         if isinstance(c, torch.nn.Module):
-            info["n_params"] = speed.count_parameters(c)
+            info["n_params"] = count_parameters(c)
         codec_info.append(info)
     return {
         "command": "python -m benchmarks.run " + " ".join(cfg.argv),

@@ -40,7 +40,9 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from baselines.base import Encoded
+from audiocore.codec import Encoded
+from audiocore.device import resolve_device
+from audiocore.hashing import file_sha256, state_dict_sha256
 from jepa.config import JEPADAAMConfig, config_from_dict, config_to_dict
 from jepa.encoder import Encoder
 from jepa.fsq import FSQ, pack, token_vocab_sizes, unpack
@@ -147,7 +149,7 @@ class JEPACodec(nn.Module):
         if sample_rate is not None and sample_rate != self.sample_rate:
             raise ValueError(
                 f"{what}: sample rate {sample_rate} Hz is not supported; {self.name} takes "
-                f"{self.sample_rate} Hz mono (resample first, e.g. jepa.audio.load_audio(path, {self.sample_rate}))"
+                f"{self.sample_rate} Hz mono (resample first, e.g. audiocore.audio.load_audio(path, {self.sample_rate}))"
             )
         wav = torch.as_tensor(wav)
         if wav.dim() == 2 and wav.shape[0] == 1:
@@ -399,19 +401,6 @@ class JEPACodec(nn.Module):
 
 # ---- checkpoint checks -------------------------------------------------------------------------
 
-def state_dict_sha256(state: "dict[str, torch.Tensor]") -> str:
-    """SHA-256 (hex) over every tensor's name, dtype, shape and raw bytes, names in sorted order.
-
-    Independent of the file layout, so it identifies the weights themselves.
-    """
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().to("cpu").contiguous()
-        digest.update(json.dumps([name, str(t.dtype), list(t.shape)]).encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
-
-
 def _check_finite(state: "dict[str, torch.Tensor]", path: Path) -> None:
     """Raise ValueError naming ``path`` and the first tensor that holds NaN/Inf values."""
     floats = [(name, t) for name, t in state.items() if t.is_floating_point() and t.numel()]
@@ -496,22 +485,7 @@ def load_tokens(path: str | Path) -> tuple[Encoded, dict[str, str | int]]:
     return enc, meta
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---- command line ------------------------------------------------------------------------------
-
-def _resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
 
 def _load_codec(args: argparse.Namespace) -> tuple[JEPACodec, str]:
     if args.checkpoint is None:
@@ -519,11 +493,11 @@ def _load_codec(args: argparse.Namespace) -> tuple[JEPACodec, str]:
             raise ValueError(f"no --checkpoint given and the bundled checkpoint {DEFAULT_CHECKPOINT} is missing; "
                              "train one with `python -m jepa.train` and pass --checkpoint PATH")
         args.checkpoint = DEFAULT_CHECKPOINT
-    return JEPACodec.load(args.checkpoint, _resolve_device(args.device)), file_sha256(args.checkpoint)
+    return JEPACodec.load(args.checkpoint, resolve_device(args.device)), file_sha256(args.checkpoint)
 
 
 def _cmd_encode(args: argparse.Namespace) -> None:
-    from jepa.audio import load_audio
+    from audiocore.audio import load_audio
 
     codec, ckpt_sha = _load_codec(args)
     wav, sr = load_audio(args.input, target_sr=codec.sample_rate)

@@ -1,7 +1,7 @@
 """Training data: utterances resampled once to 24 kHz, random equal-length crops, augmentation.
 
 The training set is small (the bundled one is ~56 min, ~80M samples, ~320 MB as float32), so
-every utterance is decoded and resampled once (soxr VHQ, through `jepa.audio`) and kept in RAM.
+every utterance is decoded and resampled once (soxr VHQ, through `audiocore.audio`) and kept in RAM.
 
 Randomness is a pure function of `(seed, draw, index)`: a crop's offset and its augmentation
 depend only on the dataset seed, the "draw" (the epoch for `__getitem__`, the training step
@@ -79,9 +79,9 @@ def load_utterances(
     """Decode and resample every utterance of a dataset.
 
     Args:
-        spec: anything `benchmarks.datasets.load_dataset` accepts: a TSV/JSONL manifest, a
+        spec: anything `audiocore.datasets.load_dataset` accepts: a TSV/JSONL manifest, a
             LibriSpeech-layout folder, a folder of audio files, or "default".
-        sample_rate: target rate in Hz (soxr VHQ resampling inside `jepa.audio.load_audio`).
+        sample_rate: target rate in Hz (soxr VHQ resampling inside `audiocore.audio.load_audio`).
         limit: keep only the first `limit` utterances (None: all).
 
     Returns:
@@ -90,8 +90,8 @@ def load_utterances(
     Raises:
         ValueError: (DatasetError / AudioError) naming the manifest or file that is unusable.
     """
-    from benchmarks.datasets import load_dataset
-    from jepa.audio import load_audio
+    from audiocore.audio import load_audio
+    from audiocore.datasets import load_dataset
 
     utterances = load_dataset(str(spec), limit=limit)
     if not utterances:

@@ -186,7 +186,7 @@ class ConformerBlock(nn.Module):
         return self.norm(x).transpose(1, 2)
 
 
-# ---- initialisation, weight norm, parameter counting --------------------------------------------
+# ---- initialisation, weight norm (parameter counts: audiocore.params) ----------------------------
 
 _INIT_TYPES = (nn.Conv1d, nn.ConvTranspose1d, nn.Linear)
 INIT_SCHEMES = ("kaiming", "reference")
@@ -236,15 +236,3 @@ def apply_weight_norm(module: nn.Module) -> None:
         if isinstance(m, (nn.Conv1d, nn.ConvTranspose1d, nn.Conv2d)) and not parametrize.is_parametrized(m, "weight"):
             _weight_norm(m, name="weight")
 
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of parameters with weight-normed layers counted by their effective weight shape
-    (the convention of spec §9): the extra gain vector g of weight norm is not counted."""
-    total = sum(p.numel() for p in module.parameters())
-    for m in module.modules():
-        if not parametrize.is_parametrized(m):
-            continue
-        for name, plist in m.parametrizations.items():
-            total -= sum(p.numel() for p in plist.parameters())
-            total += getattr(m, name).numel()
-    return total

@@ -39,7 +39,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
@@ -47,6 +46,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from audiocore.atomic import atomic_write_text
+from audiocore.device import resolve_device
+from audiocore.hashing import file_sha256
 
 __all__ = [
     "SAMPLE_RATE",
@@ -184,15 +187,6 @@ def _check_wavs(wavs: Sequence[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def _file_sha256(path: Path, chunk_bytes: int = 1 << 22) -> str:
-    """SHA-256 hex digest of a file, read in 4 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class AsrBackend(ABC):
     """One speech recogniser behind the suite's interface.
 
@@ -235,15 +229,10 @@ class AsrBackend(ABC):
 
 
 def _split_device(device: str) -> tuple[str, int]:
-    """``"cpu"`` / ``"cuda"`` / ``"cuda:1"`` / ``"auto"`` -> (kind, index); ``auto`` picks CUDA if present."""
-    kind, _, index = device.partition(":")
-    if kind == "auto":
-        import torch
-
-        kind = "cuda" if torch.cuda.is_available() else "cpu"
-    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
-        raise ValueError(f"unknown ASR device {device!r}; valid: 'cpu', 'cuda', 'cuda:N', 'auto'")
-    return kind, int(index or 0)
+    """``"cpu"`` / ``"cuda"`` / ``"cuda:1"`` / ``"auto"`` -> (kind, index) (``audiocore.device``;
+    whether the backend sees that CUDA device is checked by the backend itself)."""
+    dev = resolve_device(device, check_available=False)
+    return dev.type, dev.index or 0
 
 
 def _bundled_tiny_en_dir() -> tuple[Path, str]:
@@ -343,7 +332,7 @@ class FasterWhisperBackend(AsrBackend):
                 f"faster-whisper could not load model {model!r} offline ({type(exc).__name__}: {exc}); "
                 f"valid: 'tiny.en' (bundled), a local CTranslate2 model directory, or a name already "
                 f"in the Hugging Face cache") from exc
-        self.model_sha256 = _file_sha256(model_dir / "model.bin")
+        self.model_sha256 = file_sha256(model_dir / "model.bin")
         self._versions = (f"faster-whisper {_package_version('faster-whisper')}, "
                           f"ctranslate2 {_package_version('ctranslate2')}")
 
@@ -415,7 +404,7 @@ class OpenAIWhisperBackend(AsrBackend):
         self.model_name = model if not Path(model).suffix else self.checkpoint.stem
         self.device = kind if kind == "cpu" else f"cuda:{index}"
         self.beam_size = int(beam_size)
-        self.model_sha256 = _file_sha256(self.checkpoint)
+        self.model_sha256 = file_sha256(self.checkpoint)
         try:
             self._model = whisper.load_model(str(self.checkpoint), device=self.device)
         except Exception as exc:
@@ -718,16 +707,7 @@ class TranscriptCache:
         path = self._path(key)
         self.root.mkdir(parents=True, exist_ok=True)
         entry = {"key": key, "text": text, "meta": dict(meta or {})}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=f".{key[:16]}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(entry, f, ensure_ascii=False, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(entry, ensure_ascii=False, sort_keys=True))
 
 
 def transcribe_cached(backend: AsrBackend, wavs: Sequence[np.ndarray],

@@ -1,4 +1,5 @@
-"""Speed and footprint: wall-clock timing, real-time factors, parameter counts, peak memory.
+"""Speed and footprint: wall-clock timing, real-time factors, peak memory (parameter counts:
+``audiocore.params.count_parameters``).
 
 * `Stopwatch(device)` times a block with `time.perf_counter`, calling
   `torch.cuda.synchronize` before and after when the device is CUDA, so queued kernels are
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import resource
 import sys
 import time
@@ -22,6 +22,8 @@ from types import TracebackType
 from typing import NamedTuple
 
 import torch
+
+from audiocore.machine import cpu_model
 
 
 def _as_device(device: str | torch.device) -> torch.device:
@@ -122,18 +124,6 @@ def median_rtf(rtfs: Sequence[float], n_warmup: int = 1) -> MedianRtf:
     return MedianRtf(med, len(kept), n_warmup)
 
 
-def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters of `module` (shared parameters counted once).
-
-    Args:
-        module: any torch module.
-        trainable_only: count only parameters with requires_grad.
-    """
-    if not isinstance(module, torch.nn.Module):
-        raise TypeError(f"count_parameters needs a torch.nn.Module, got {type(module).__name__}")
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
-
-
 def reset_peak_memory(device: str | torch.device) -> None:
     """Reset the CUDA allocator's peak counter (the CPU process peak cannot be reset)."""
     dev = _as_device(device)
@@ -166,17 +156,6 @@ def peak_memory_mb(device: str | torch.device) -> float | None:
     return None
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def device_description(device: str | torch.device) -> str:
     """One line naming the hardware and software that timings were measured on.
 
@@ -190,6 +169,6 @@ def device_description(device: str | torch.device) -> str:
         return f"cuda:{index} {name} (CUDA {torch.version.cuda}, torch {torch.__version__})"
     if dev.type == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return (f"cpu {_cpu_model()} ({torch.get_num_threads()} torch threads, {cores} visible cores, "
+        return (f"cpu {cpu_model()} ({torch.get_num_threads()} torch threads, {cores} visible cores, "
                 f"torch {torch.__version__})")
     return f"{dev} (torch {torch.__version__})"

@@ -1,6 +1,6 @@
 """Token economics: exact bitrate, token and frame rates, and codebook health.
 
-Everything here is computed from what a codec's `encode` returned (`baselines.base.Encoded`),
+Everything here is computed from what a codec's `encode` returned (`audiocore.codec.Encoded`),
 never from what the codec claims:
 
 * **Bitrate of a token codec** is the information capacity of the payload frames:
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from baselines.base import Encoded
+from audiocore.codec import Encoded
 
 #: Relative difference between measured and nominal bitrate above which a row is flagged.
 BITRATE_TOLERANCE = 0.05

@@ -49,7 +49,7 @@ def _through_codec(spec: str, wav: np.ndarray) -> np.ndarray:
     import torch
 
     from baselines.registry import build_codec
-    from jepa.audio import resample
+    from audiocore.audio import resample
 
     codec = build_codec(spec)
     x = torch.from_numpy(resample(wav, asr.SAMPLE_RATE, codec.sample_rate))

@@ -1,4 +1,4 @@
-"""jepa.audio: loading real speech, every kind of bad input as a real file, resampling, checks."""
+"""audiocore.audio: loading real speech, every kind of bad input as a real file, resampling, checks."""
 from __future__ import annotations
 
 import hashlib
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from jepa.audio import (
+from audiocore.audio import (
     RESAMPLER,
     AudioError,
     DownmixWarning,
@@ -154,7 +154,7 @@ def test_clipping_is_loaded_and_detected(tmp_path, speech):
 
 def _expect(path, pattern, reason):
     """load_audio(path) raises AudioError matching ``pattern``, naming the file, with ``reason``."""
-    from jepa.audio import AUDIO_ERROR_REASONS
+    from audiocore.audio import AUDIO_ERROR_REASONS
 
     with pytest.raises(AudioError, match=pattern) as info:
         load_audio(path)

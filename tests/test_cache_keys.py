@@ -15,7 +15,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from baselines.base import Encoded
+from audiocore.codec import Encoded
+from audiocore.hashing import file_sha256
 from benchmarks import run, store
 from test_run_cli import REPO_ROOT, SHORT_IDS, call_main, write_manifest
 
@@ -116,7 +117,7 @@ def test_audio_rewritten_in_place_recomputes(setup) -> None:
     assert "1 rows computed, 0 from cache" in stdout and calls[("gain@1", "w1")] == 4
     assert second["duration_s"] == first["duration_s"] and second["pesq_wb"] != first["pesq_wb"]
     m = json.loads((setup["tmp"] / "b" / "manifest.json").read_text())
-    assert m["data"][0]["sha256"] == store.sha256_file(setup["audio"])
+    assert m["data"][0]["sha256"] == file_sha256(setup["audio"])
 
 
 def test_changed_codec_code_or_codec_package_recomputes(setup, monkeypatch) -> None:

@@ -8,7 +8,7 @@ import soxr
 import torch
 
 from baselines import classical
-from baselines.base import Codec, CodecUnavailable
+from audiocore.codec import Codec, CodecUnavailable
 from metrics.signal import estimate_delay, pesq_wb, stoi
 
 SR = 16000

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from baselines.base import Encoded
+from audiocore.codec import Encoded
 from jepa.codec import JEPACodec, load_tokens, main
 from jepa.config import SMALL
 from jepa.fsq import pack

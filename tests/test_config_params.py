@@ -12,7 +12,7 @@ from jepa.config import (CONFIG_DIR, PAPER, PRESETS, SMALL, ModelConfig, config_
 from jepa.encoder import Encoder
 from jepa.hifigan import Generator, MultiPeriodDiscriminator, MultiScaleDiscriminator
 from jepa.jepa import JEPA
-from jepa.layers import count_parameters
+from audiocore.params import count_parameters
 
 
 def _count(factory, cfg: ModelConfig) -> int:

@@ -1,4 +1,4 @@
-"""benchmarks.datasets and benchmarks.default_data: every data-set format, bad manifests, the
+"""audiocore.datasets and audiocore.default_data: every data-set format, bad manifests, the
 embedded Piper default set."""
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmarks import default_data
-from benchmarks.datasets import (
+from audiocore import default_data
+from audiocore.datasets import (
     DatasetError,
     Utterance,
     load_dataset,
     load_utterance,
     read_utterance,
 )
-from jepa.audio import AudioError, DownmixWarning
+from audiocore.audio import AudioError, DownmixWarning
 
 HEADER = "id\tset\tpath\tsample_rate\tnum_samples\tduration_s\tspeaker\ttranscript\tlicense"
 

@@ -19,8 +19,8 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from benchmarks.datasets import DatasetError, load_dataset  # noqa: E402
-from jepa.audio import AudioError, read_audio  # noqa: E402
+from audiocore.datasets import DatasetError, load_dataset  # noqa: E402
+from audiocore.audio import AudioError, read_audio  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

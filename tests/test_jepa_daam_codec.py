@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from baselines import jepa_daam
-from baselines.base import Codec, CodecUnavailable
+from audiocore.codec import Codec, CodecUnavailable
 from jepa.config import SMALL
 
 
 def _speech_24k(speech_16k) -> torch.Tensor:
-    from jepa.audio import resample
+    from audiocore.audio import resample
 
     wav, sr, _ = speech_16k
     return torch.from_numpy(resample(wav, sr, 24_000).astype(np.float32))
@@ -75,7 +75,7 @@ def _envelope_corr(codec, wav: torch.Tensor) -> float:
 
 def test_shipped_checkpoint_is_registered_small_and_beats_untrained(eval_rows, eval_manifest):
     from baselines.registry import build_codec, resolve_specs
-    from jepa.audio import load_audio
+    from audiocore.audio import load_audio
     from jepa.codec import JEPACodec
 
     path = jepa_daam.SHIPPED["small"]

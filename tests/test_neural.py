@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from baselines import neural
-from baselines.base import CodecUnavailable
+from audiocore.codec import CodecUnavailable
 from metrics.tokens import BITRATE_TOLERANCE, fold_multirate, measured_bitrate
 
 # spec -> (sample rate, frame rate Hz, streams, vocabulary, published bit/s, exact stream bit/s)

@@ -7,7 +7,7 @@ import types
 import pytest
 
 from baselines import classical, registry
-from baselines.base import CodecUnavailable
+from audiocore.codec import CodecUnavailable
 
 
 def _fake_backend(name: str, specs: list[str], fail: dict[str, Exception] | None = None) -> types.ModuleType:

@@ -183,7 +183,7 @@ class ToyTokenCodec:
     def encode(self, wav):
         import torch
 
-        from baselines.base import Encoded
+        from audiocore.codec import Encoded
 
         n = wav.shape[0] // self.hop
         frames = wav[: n * self.hop].reshape(n, self.hop)

@@ -7,9 +7,9 @@ import time
 import pytest
 import torch
 
+from audiocore.params import count_parameters
 from metrics.speed import (
     Stopwatch,
-    count_parameters,
     device_description,
     exclude_warmup,
     median_rtf,

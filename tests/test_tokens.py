@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.base import Encoded
+from audiocore.codec import Encoded
 from metrics.tokens import (
     BITRATE_TOLERANCE,
     CodebookStats,

@@ -19,7 +19,6 @@ single resampler the benchmark records in its results.
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import soxr
+
+from audiocore.hashing import file_sha256
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -376,11 +377,7 @@ def audio_checksum(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     if not p.is_file():
         raise AudioError(f"{p}: file not found" if not p.exists() else f"{p}: not a regular file",
                          "file_not_found" if not p.exists() else "not_a_file")
-    digest = hashlib.sha256()
     try:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(chunk_bytes), b""):
-                digest.update(block)
+        return file_sha256(p, chunk_bytes)
     except OSError as exc:
         raise AudioError(f"{p}: cannot be read ({_one_line(exc)})", "not_a_file") from exc
-    return digest.hexdigest()

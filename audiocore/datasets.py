@@ -3,7 +3,7 @@
 ``load_dataset(spec)`` accepts
 
 - ``"default"``: the embedded Harvard-sentence set, synthesised once with Piper
-  (:mod:`benchmarks.default_data`);
+  (:mod:`audiocore.default_data`);
 - a TSV manifest in the layout of ``../shared/data/*/manifest.tsv``: UTF-8, tab-separated, one
   header row, no quoting; required columns ``id`` and ``path`` (relative to the manifest's
   folder, or absolute); optional ``set``, ``speaker``, ``transcript`` (empty = unknown),
@@ -20,7 +20,7 @@ path, a manifest without an ``id`` or ``path`` column, a malformed line, duplica
 found) raise :class:`DatasetError` with a one-line message. A manifest row whose audio file is
 missing stays in the list: loading that utterance with :func:`load_utterance` (or
 :func:`read_utterance`) raises
-``jepa.audio.AudioError`` naming the file, so a benchmark run records a per-utterance error and
+``audiocore.audio.AudioError`` naming the file, so a benchmark run records a per-utterance error and
 carries on.
 
 Order is deterministic (manifest order; sorted relative paths for folders), and ``limit=N`` takes
@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from jepa.audio import AUDIO_EXTENSIONS, AudioError, AudioInfo, read_audio, warn_if_downmixed
+from audiocore.audio import AUDIO_EXTENSIONS, AudioError, AudioInfo, read_audio, warn_if_downmixed
+from audiocore.errors import DatasetError
 
 __all__ = [
     "DURATION_TOLERANCE_S",
@@ -56,10 +57,6 @@ DURATION_TOLERANCE_S = 0.01
 
 _REQUIRED = ("id", "path")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
-
-
-class DatasetError(ValueError):
-    """A data set that cannot be used as a whole; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)
@@ -267,7 +264,7 @@ def load_dataset(spec: str | Path, limit: int | None = None) -> list[Utterance]:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DatasetError(f"limit must be a positive integer or None, got {limit!r}")
     if str(spec) == "default":
-        from benchmarks.default_data import ensure_default_set
+        from audiocore.default_data import ensure_default_set
 
         source = ensure_default_set()
         utterances = read_tsv_manifest(source)
@@ -311,7 +308,7 @@ def read_utterance(utt: Utterance, target_sr: int | None = None) -> tuple[np.nda
 
     Raises:
         AudioError: the file is missing/empty/corrupt/non-audio/non-finite (see
-            ``jepa.audio.read_audio``), or its decoded duration differs from the manifest's
+            ``audiocore.audio.read_audio``), or its decoded duration differs from the manifest's
             ``duration_s`` by more than :data:`DURATION_TOLERANCE_S`.
     """
     wav, info = read_audio(utt.path, target_sr)
@@ -325,7 +322,7 @@ def read_utterance(utt: Utterance, target_sr: int | None = None) -> tuple[np.nda
 
 def load_utterance(utt: Utterance, target_sr: int | None = None) -> tuple[np.ndarray, int]:
     """:func:`read_utterance` returning ``(wav, sample_rate)``; a multichannel file emits a
-    ``jepa.audio.DownmixWarning`` naming it (as ``jepa.audio.load_audio`` does).
+    ``audiocore.audio.DownmixWarning`` naming it (as ``audiocore.audio.load_audio`` does).
 
     Raises:
         AudioError: see :func:`read_utterance`.

@@ -3,6 +3,9 @@
 A codec turns a mono waveform at its native sample rate into either discrete tokens
 (`Encoded.codes`) or a real bitstream (`Encoded.payload_bytes`), and back. The benchmark
 runner resamples into and out of `Codec.sample_rate`; metrics never see codec internals.
+
+This contract lives in the bottom layer (`audiocore`) so that the model (`jepa`), the metrics
+(`metrics.tokens`) and the adapters (`baselines`) share it without importing one another.
 """
 from __future__ import annotations
 
@@ -36,8 +39,9 @@ class Encoded:
         header_vocab_sizes: one vocabulary per header token; the header costs
             sum(log2 V) bits per utterance, counted in the measured bitrate and token rate.
         stream_groups: for multi-rate codecs folded to the coarsest rate (SNAC, see
-            `metrics.tokens.fold_multirate`), the number of rows each original level occupies;
-            empty for single-rate codecs.
+            `metrics.tokens.fold_multirate`), one entry per row of `codes`: the index of the
+            original level that row belongs to (SNAC 24 kHz, levels of 1, 2 and 4 rows:
+            (0, 1, 1, 2, 2, 2, 2)); empty for single-rate codecs.
     """
 
     codes: torch.Tensor | None

@@ -19,13 +19,11 @@ to zero, so the same Piper/onnxruntime build produces the same samples on every 
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
 import importlib.resources
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,7 +31,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from benchmarks.datasets import DatasetError
+from audiocore.atomic import atomic_open, atomic_write_text
+from audiocore.errors import DatasetError
+from audiocore.hashing import file_sha256
 
 __all__ = [
     "DEFAULT_SET_VERSION",
@@ -149,36 +149,10 @@ def _load_voice() -> tuple[Any, Any, Path]:
     return voice_cls.load(str(model), config_path=str(config)), config_cls, model
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _atomic_write_flac(path: Path, wav: np.ndarray, sample_rate: int) -> None:
-    """Write float32 [T] as 16-bit FLAC via a temporary file and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        sf.write(tmp, wav, sample_rate, format="FLAC", subtype="PCM_16")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write float32 [T] as 16-bit FLAC atomically (``audiocore.atomic``)."""
+    with atomic_open(path, "wb") as f:
+        sf.write(f, wav, sample_rate, format="FLAC", subtype="PCM_16")
 
 
 def _audio_path(folder: Path, utt_id: str) -> Path:
@@ -219,7 +193,7 @@ def ensure_default_set(progress: bool = True) -> Path:
         progress: show a tqdm progress bar (on stderr) while synthesising.
 
     Returns:
-        path of the set's ``manifest.tsv`` (read it with ``benchmarks.datasets.load_dataset``).
+        path of the set's ``manifest.tsv`` (read it with ``audiocore.datasets.load_dataset``).
 
     Raises:
         DatasetError: Piper or the voice is missing (with the install command), or the cache
@@ -255,11 +229,11 @@ def ensure_default_set(progress: bool = True) -> Path:
         "version": DEFAULT_SET_VERSION,
         "piper_tts": importlib.metadata.version("piper-tts"),
         "voice": model.stem,
-        "voice_sha256": _sha256(model),
+        "voice_sha256": file_sha256(model),
         "settings": SYNTHESIS_SETTINGS,
         "sample_rate": sample_rate,
         "synthesis_seconds": round(time.perf_counter() - started, 3),
     }
-    _atomic_write_text(folder / "synthesis.json", json.dumps(meta, indent=2) + "\n")
-    _atomic_write_text(folder / "manifest.tsv", "\n".join(rows) + "\n")
+    atomic_write_text(folder / "synthesis.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(folder / "manifest.tsv", "\n".join(rows) + "\n")
     return folder / "manifest.tsv"
