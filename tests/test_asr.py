@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from metrics import asr
+from metrics.asr import normalise
 
 EVAL_MANIFEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eval" / "manifest.tsv"
 
@@ -184,13 +185,13 @@ def test_missing_model_files_raise_asr_unavailable(tmp_path, monkeypatch):
 
 def test_missing_normaliser_raises_asr_unavailable(monkeypatch):
     monkeypatch.setitem(sys.modules, "whisper.normalizers", None)
-    asr._english_normalizer.cache_clear()
+    normalise._english_normalizer.cache_clear()
     try:
         with pytest.raises(asr.AsrUnavailable, match=r"pip install --no-deps openai-whisper==20250625"):
             asr.normalize_text("hello")
     finally:
         monkeypatch.undo()
-        asr._english_normalizer.cache_clear()
+        normalise._english_normalizer.cache_clear()
     assert asr.normalize_text("Hello!") == "hello"
 
 

@@ -17,7 +17,7 @@ import torch
 
 from audiocore.codec import Encoded
 from audiocore.hashing import file_sha256
-from benchmarks import run, store
+from benchmarks import provenance, runner, store
 from test_run_cli import REPO_ROOT, SHORT_IDS, call_main, write_manifest
 
 
@@ -61,7 +61,7 @@ def setup(tmp_path, eval_rows, monkeypatch):
     calls: Counter = Counter()
 
     def go(name: str, weights: str, gain: float, out: str, *extra: str) -> tuple[str, dict]:
-        monkeypatch.setattr(run, "build_codecs",
+        monkeypatch.setattr(runner, "build_codecs",
                             lambda text, device, weights_dir=None: ([GainCodec(name, weights, gain, calls)], []))
         code, stdout, stderr = call_main(["--codecs", name, "--data", str(manifest), "--out", str(tmp_path / out),
                                           "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-report",
@@ -123,14 +123,14 @@ def test_audio_rewritten_in_place_recomputes(setup) -> None:
 def test_changed_codec_code_or_codec_package_recomputes(setup, monkeypatch) -> None:
     go, calls = setup["go"], setup["calls"]
     go("gain@1", "w1", 1.0, "a")
-    real = run.code_version()
-    monkeypatch.setattr(run, "code_version", lambda: run.CodeVersion(real.codec + "x", real.metrics, "changed"))
+    real = provenance.code_version()
+    monkeypatch.setattr(provenance, "code_version", lambda: provenance.CodeVersion(real.codec + "x", real.metrics, "changed"))
     stdout, _ = go("gain@1", "w1", 1.0, "b")
     assert "1 rows computed, 0 from cache" in stdout and calls[("gain@1", "w1")] == 4
     monkeypatch.undo()
-    real_versions = run.package_versions
-    monkeypatch.setattr(run, "package_versions",
-                        lambda names=run.RECORDED_PACKAGES: {**real_versions(names), **({"av": "999.0"} if "av" in names else {})})
+    real_versions = provenance.package_versions
+    monkeypatch.setattr(provenance, "package_versions",
+                        lambda names=provenance.RECORDED_PACKAGES: {**real_versions(names), **({"av": "999.0"} if "av" in names else {})})
     stdout, _ = go("gain@1", "w1", 1.0, "c")  # e.g. a PyAV upgrade bringing another libopus
     assert "1 rows computed, 0 from cache" in stdout and calls[("gain@1", "w1")] == 6
 
@@ -140,8 +140,8 @@ def test_changed_metric_code_recomputes_metrics_not_reconstruction(setup, monkey
     go("gain@1", "w1", 1.0, "a")
     cache = store.ResultCache(setup["tmp"] / "cache")
     n_signal = len(list((cache.root / "signal").rglob("*.npz")))
-    real = run.code_version()
-    monkeypatch.setattr(run, "code_version", lambda: run.CodeVersion(real.codec, real.metrics + "x", "changed"))
+    real = provenance.code_version()
+    monkeypatch.setattr(provenance, "code_version", lambda: provenance.CodeVersion(real.codec, real.metrics + "x", "changed"))
     stdout, row = go("gain@1", "w1", 1.0, "b")
     assert "0 rows computed, 1 from cache" in stdout and calls[("gain@1", "w1")] == 2  # no re-encode
     assert len(list((cache.root / "signal").rglob("*.npz"))) == n_signal + 1  # metrics recomputed

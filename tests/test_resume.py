@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from baselines import registry
-from benchmarks import run, store
+from benchmarks import provenance, runconfig, store
 from test_run_cli import REPO_ROOT, SHORT_IDS, call_main, write_manifest
 
 #: Columns that legitimately differ between two runs of the same work.
-VOLATILE = (*run.TIMING_COLUMNS, "from_cache")
+VOLATILE = (*runconfig.TIMING_COLUMNS, "from_cache")
 
 
 @pytest.fixture
@@ -96,8 +96,8 @@ def test_changed_audio_or_code_is_not_served_from_cache(tmp_path, eval_rows, enc
     assert code == 0 and "1 rows computed, 0 from cache" in stdout and encode_calls["pcm"] == 4
 
     # same audio, changed codec code -> recomputed
-    real = run.code_version()
-    monkeypatch.setattr(run, "code_version", lambda: run.CodeVersion(real.codec + "0", real.metrics, "changed"))
+    real = provenance.code_version()
+    monkeypatch.setattr(provenance, "code_version", lambda: provenance.CodeVersion(real.codec + "0", real.metrics, "changed"))
     code, stdout, _ = call_main([*args, "--data", str(manifest), "--out", str(tmp_path / "c")])
     assert code == 0 and "1 rows computed, 0 from cache" in stdout and encode_calls["pcm"] == 6
 

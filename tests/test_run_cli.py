@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import run, store
+from benchmarks import run, runner, store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Short real utterances from ../shared/data/eval (1.1 s - 2.1 s, with transcripts).
@@ -206,7 +206,7 @@ def test_token_rows_carry_vocab_sizes_and_report_counts_codebooks(tmp_path, eval
     import numpy as np
     import pandas as pd
 
-    monkeypatch.setattr(run, "build_codecs", lambda text, device, weights_dir=None: ([ToyTokenCodec()], []))
+    monkeypatch.setattr(runner, "build_codecs", lambda text, device, weights_dir=None: ([ToyTokenCodec()], []))
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:2])
     out = tmp_path / "run"
     code, _, stderr = call_main(["--codecs", "toy-tokens", "--data", str(manifest), "--out", str(out),
@@ -230,7 +230,7 @@ def test_token_rows_carry_vocab_sizes_and_report_counts_codebooks(tmp_path, eval
 
 
 def test_rows_without_vocab_sizes_are_redone_on_resume() -> None:
-    complete = run._row_complete(None)
+    complete = runner._row_complete(None)
     assert complete({"status": "ok", "tokens_file": "tokens/x/u.npy", "vocab_sizes": [4, 4]})
     assert not complete({"status": "ok", "tokens_file": "tokens/x/u.npy"})
     assert complete({"status": "ok"})  # bitstream codec: no tokens, nothing to add
@@ -271,7 +271,7 @@ def test_weights_dir_is_passed_to_neural_codecs(tmp_path, eval_rows, monkeypatch
 
 
 def test_skipped_codecs_sharing_a_reason_are_listed_once() -> None:
-    lines = run.skipped_lines([("mimi@8", "mimi@8: weights not found in X"),
+    lines = runner.skipped_lines([("mimi@8", "mimi@8: weights not found in X"),
                                ("mimi@16", "mimi@16: weights not found in X"),
                                ("snac@24k", "snac@24k: package snac is not installed")])
     assert lines == ["skipped mimi@8, mimi@16: weights not found in X",

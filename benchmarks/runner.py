@@ -1,0 +1,277 @@
+"""Execution of a run: data and codecs in, every (codec, utterance) row out, resumable.
+
+:func:`run_benchmark` loads the utterances (``audiocore.datasets``) and the codecs
+(``baselines.registry``), writes ``manifest.json`` (``benchmarks.provenance``), skips the pairs a
+previous run of the same code version finished, evaluates the others one utterance at a time
+(:class:`benchmarks.evaluate.Runner`: load, resample, encode, decode, metrics, ASR) and appends
+each row to ``results.jsonl`` as it finishes (``benchmarks.store``), then writes the summary
+tables (``benchmarks.report``). Any exception for one pair becomes an error row; the run goes on.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audiocore.codec import Codec
+from audiocore.hashing import file_sha256
+from benchmarks import provenance, store
+from benchmarks.evaluate import Runner, load_source
+from benchmarks.provenance import CodeVersion
+from benchmarks.runconfig import SEED, RunConfig, UserError
+from metrics import speed
+from metrics.asr import AsrScorer
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: utterances, codecs, ASR
+
+
+def load_utterances(data: str, limit: int | None) -> list[Any]:
+    """The utterances of ``--data`` (``audiocore.datasets.load_dataset``); errors -> UserError."""
+    from audiocore.datasets import load_dataset
+
+    try:
+        utts = load_dataset(data, limit=limit)
+    except ValueError as exc:  # DatasetError is a ValueError
+        raise UserError(" ".join(str(exc).split())) from exc
+    if not utts:
+        raise UserError(f"--data {data}: no utterances found")
+    ids = [u.id for u in utts]
+    if len(set(ids)) != len(ids):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise UserError(f"--data {data}: utterance ids must be unique; repeated: {', '.join(dup)}")
+    return utts
+
+
+def build_codecs(text: str, device: str, weights_dir: Path | None = None) -> tuple[list[Codec], list[tuple[str, str]]]:
+    """Codec objects for ``--codecs`` plus (spec, reason) for the unavailable ones.
+
+    ``weights_dir`` (``--weights-dir``) goes to the backends that load pretrained weights.
+
+    Unknown families or settings are user errors (``registry`` raises ValueError listing the
+    valid ones); a missing package or weights file makes a codec *skipped*, never a crash.
+    """
+    from baselines import registry
+
+    try:
+        return registry.build_codecs(text, device, weights_dir=weights_dir)
+    except ValueError as exc:
+        raise UserError(" ".join(str(exc).split())) from exc
+
+
+def asr_scorer(spec: str, device: str, cache_dir: Path) -> AsrScorer:
+    """The run's ASR (``metrics.asr.AsrScorer``; transcripts of originals cached under
+    ``<cache_dir>/transcripts``). A missing backend package or model is not an error: the scorer
+    says why and the ASR columns are NaN. An unknown backend family is a UserError."""
+    try:
+        return AsrScorer(spec, device, Path(cache_dir) / "transcripts")
+    except ValueError as exc:
+        raise UserError(f"--asr {spec}: {' '.join(str(exc).split())}") from exc
+
+
+def failures_by_reason(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Error rows counted by ``error_reason`` (``<error_stage>:<error_type>`` for rows written
+    before that column existed), most frequent first."""
+    from collections import Counter
+
+    counts = Counter(
+        str(r.get("error_reason") or f"{r.get('error_stage', '?')}:{r.get('error_type', '?')}")
+        for r in rows if r.get("status") == "error"
+    )
+    return dict(counts.most_common())
+
+
+@dataclass
+class RunStats:
+    """Counts of what one invocation did.
+
+    Attributes:
+        computed: rows whose reconstruction was computed now.
+        from_cache: rows whose reconstruction came from the cache.
+        resumed: (codec, utterance) pairs skipped because results.jsonl already had them.
+        errors: error rows written now.
+        failures: error rows of the whole results file (resumed ones included) by reason.
+        skipped: (spec, reason) of unavailable codecs.
+        wall_s: wall time of the invocation (s).
+        summary: the Markdown summary printed at the end.
+    """
+
+    computed: int = 0
+    from_cache: int = 0
+    resumed: int = 0
+    errors: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    wall_s: float = 0.0
+    summary: str = ""
+
+
+def _data_checksums(utts: Sequence[Any]) -> dict[str, str | None]:
+    """SHA-256 of each utterance file (None where unreadable; its row will say why)."""
+    out: dict[str, str | None] = {}
+    for u in utts:
+        try:
+            out[u.id] = file_sha256(Path(u.path))
+        except OSError:
+            out[u.id] = None
+    return out
+
+
+def _prepare_results(cfg: RunConfig) -> Path:
+    """The results file; without resume an existing one is moved aside to ``results.prev.jsonl``."""
+    path = cfg.out / store.RESULTS_FILE
+    if path.exists() and not cfg.resume:
+        os.replace(path, cfg.out / "results.prev.jsonl")
+    return path
+
+
+def skipped_lines(skipped: Sequence[tuple[str, str]]) -> list[str]:
+    """One line per distinct reason: specs that share a reason (the settings of one family without
+    weights, say) are listed together instead of repeating a long message per setting."""
+    by_reason: dict[str, list[str]] = {}
+    for spec, reason in skipped:
+        by_reason.setdefault(reason.removeprefix(f"{spec}: "), []).append(spec)
+    return [f"skipped {', '.join(specs)}: {reason}" for reason, specs in by_reason.items()]
+
+
+def _print(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _progress(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="row", desc="benchmark", dynamic_ncols=True, disable=None, file=sys.stderr)
+
+
+def _this_version(rows: Iterable[Any], version: CodeVersion) -> list[Any]:
+    """The rows written by this ``code_version``: on resume every other row (ok or error) is
+    redone, so a run never mixes results of two code versions. The cache key holds the same
+    source digests, so changed code really recomputes and unchanged code hits the cache."""
+    return [row for row in rows if row.get("code_version") == version.label]
+
+
+def _row_complete(asr: AsrScorer | None) -> Callable[[Any], bool]:
+    """Resume rule for ok rows: complete unless it lacks columns this version writes.
+
+    Redone (the reconstruction comes from the cache, so this is cheap):
+
+    * rows without ASR columns when ASR is available now;
+    * token-codec rows written before rows carried ``vocab_sizes`` (needed by the report's
+      codebook statistics), i.e. rows with a ``tokens_file`` but no ``vocab_sizes``.
+    """
+    def complete(row: Any) -> bool:
+        if row.get("tokens_file") and row.get("vocab_sizes") is None:
+            return False
+        return asr is None or not asr.available or row.get("asr") == asr.spec
+    return complete
+
+
+def run_benchmark(cfg: RunConfig) -> RunStats:
+    """Run every requested codec over every utterance; write results, manifest and summary."""
+    t0 = time.perf_counter()
+    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    seeds = provenance.seed_everything(SEED)
+    utts = load_utterances(cfg.data, cfg.limit)
+    codecs, skipped = build_codecs(cfg.codecs, cfg.device, cfg.weights_dir)
+    stats = RunStats(skipped=list(skipped))
+    for line in skipped_lines(skipped):
+        _print(line)
+    if not codecs:
+        raise UserError(f"none of the requested codecs ({cfg.codecs}) is available (see the reasons above)")
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    store.atomic_write_json(cfg.out / store.SKIPPED_FILE, [{"codec": s, "reason": r} for s, r in skipped])
+    asr = asr_scorer(cfg.asr, cfg.device, cfg.cache_dir) if cfg.asr else None
+    if asr is not None and asr.reason:
+        _print(f"warning: {asr.reason}; WER/CER/dWER will be NaN")
+    version = provenance.code_version()
+    checksums = _data_checksums(utts)
+    manifest = provenance.manifest_dict(cfg, version, codecs, skipped, asr, checksums, seeds, utts)
+    manifest.update(started=started, status="running")
+    store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
+
+    results = _prepare_results(cfg)
+    done = store.finished_keys(_this_version(store.load_rows(results), version), _row_complete(asr)) if cfg.resume else set()
+    runner = Runner(cfg, version, store.ResultCache(cfg.cache_dir, read=not cfg.force), asr)
+    with store.ResultsWriter(results) as writer, _progress(len(codecs) * len(utts)) as bar:
+        for utt in utts:
+            todo = [c for c in codecs if (c.name, utt.id) not in done]
+            stats.resumed += len(codecs) - len(todo)
+            bar.update(len(codecs) - len(todo))
+            if not todo:
+                continue
+            try:
+                src = load_source(utt, checksums.get(utt.id))
+            except Exception as exc:  # unreadable input: one error row per codec
+                rows = [runner.error_row(c, utt, exc, "load") for c in todo]
+            else:
+                rows = (runner.evaluate(c, src) for c in todo)
+            for row in rows:
+                writer.append(row)
+                stats.errors += row["status"] == "error"
+                bar.update(1)
+    stats.computed, stats.from_cache = runner.n_computed, runner.n_from_cache
+    stats.failures = failures_by_reason(store.load_rows(results))
+    stats.wall_s = time.perf_counter() - t0
+    if cfg.report:
+        stats.summary = write_summary(cfg.out)
+    manifest.update(status="finished", finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    wall_s=round(stats.wall_s, 3), rows_computed=stats.computed, rows_from_cache=stats.from_cache,
+                    rows_resumed=stats.resumed, rows_error=stats.errors, failures_by_reason=stats.failures,
+                    peak_memory_mb=speed.peak_memory_mb(cfg.device),
+                    peak_memory_source=speed.peak_memory_source(cfg.device),
+                    cache={"dir": str(cfg.cache_dir), "hits": runner.cache.hits, "misses": runner.cache.misses,
+                           "size_bytes": runner.cache.size_bytes(), "entries": runner.cache.n_entries()})
+    store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+
+
+def write_summary(run_dir: Path) -> str:
+    """Write summary.csv / summary.md for ``run_dir`` and return the Markdown table.
+
+    Uses ``benchmarks.report.write_reports`` (bootstrap CIs, corpus WER, LaTeX, plots) when that
+    module is importable; otherwise :func:`simple_summary`.
+    """
+    try:
+        report = importlib.import_module("benchmarks.report")
+    except ImportError:
+        return simple_summary(run_dir)
+    report.write_reports(run_dir)
+    return (Path(run_dir) / "summary.md").read_text(encoding="utf-8")
+
+
+def simple_summary(run_dir: Path) -> str:
+    """Minimal fallback summary (means over ok rows, medians of RTF) -> summary.csv / summary.md."""
+    import pandas as pd
+
+    rows = store.load_rows(run_dir)
+    df = pd.DataFrame(rows)
+    cols = ["pesq_wb", "pesq_nb", "stoi", "estoi", "si_sdr", "bitrate_measured", "bitrate_nominal",
+            "tokens_per_s", "wer", "encode_rtf", "decode_rtf"]
+    out = []
+    for codec, g in df.groupby("codec", sort=False):
+        ok = g[g["status"] == "ok"]
+        rec: dict[str, Any] = {"codec": codec, "n_ok": len(ok), "n_failed": len(g) - len(ok)}
+        for c in cols:
+            vals = pd.to_numeric(ok[c], errors="coerce") if c in ok else pd.Series(dtype=float)
+            rec[c] = vals.median() if c.endswith("_rtf") else vals.mean()
+        out.append(rec)
+    table = pd.DataFrame(out)
+    table.to_csv(Path(run_dir) / "summary.csv", index=False)
+    header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
+    body = "".join("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |\n"
+                   for r in table.itertuples(index=False))
+    md = header + body
+    (Path(run_dir) / "summary.md").write_text(md, encoding="utf-8")
+    return md
