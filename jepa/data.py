@@ -9,8 +9,11 @@ in `jepa.train`) and the item index. Nothing depends on worker processes, DDP ra
 many items were drawn before, which is what makes training resume exactly and lets
 `torch.utils.data.DistributedSampler` shard the dataset without changing what each item is.
 
-Crops are equal-length (paper-spec §10 item 8): utterances shorter than one crop are dropped
-(their number is reported), so no sample of a batch is padding and no loss needs a length mask.
+Crops are equal-length (paper-spec §10 item 8). Utterances shorter than one crop are dropped
+(their number is reported), so no sample of a batch is padding, unless ``pad_short=True``: then
+such an utterance is one item, zero-padded at the end to the crop length, and
+:meth:`CropDataset.batch_with_lengths` reports how many samples of each item are real so that
+the losses can ignore the padding (stage 2's ``short_utterances="pad"``).
 Augmentation follows the reference code (paper-spec §4.5): with p = 0.3 a gain drawn from
 U(0.8, 1.2); with p = 0.2 white noise with sigma = 0.001; then clamp to [-1, 1].
 """
@@ -120,9 +123,11 @@ class CropDataset(torch.utils.data.Dataset):
         seed: base seed of every random draw.
         augment: augmentation applied to each crop (`NO_AUGMENTATION` to disable).
         ids: optional utterance ids (for messages).
+        pad_short: keep utterances shorter than a crop as one zero-padded item each
+            (default False: drop them).
 
     Raises:
-        ValueError: if `crop_samples` < 1 or no utterance is at least one crop long.
+        ValueError: if `crop_samples` < 1 or no utterance is usable.
     """
 
     def __init__(
@@ -132,10 +137,12 @@ class CropDataset(torch.utils.data.Dataset):
         seed: int = 0,
         augment: Augmentation = Augmentation(),
         ids: list[str] | None = None,
+        pad_short: bool = False,
     ) -> None:
         if crop_samples < 1:
             raise ValueError(f"crop_samples must be >= 1, got {crop_samples}")
-        keep = [i for i, w in enumerate(waves) if w.ndim == 1 and w.shape[0] >= crop_samples]
+        shortest = 1 if pad_short else crop_samples
+        keep = [i for i, w in enumerate(waves) if w.ndim == 1 and w.shape[0] >= shortest]
         if not keep:
             longest = max((w.shape[-1] for w in waves), default=0)
             raise ValueError(
@@ -145,7 +152,8 @@ class CropDataset(torch.utils.data.Dataset):
         dropped = len(waves) - len(keep)
         if dropped:
             log.warning("CropDataset: dropped %d of %d utterances shorter than %d samples",
-                        dropped, len(waves), crop_samples)
+                        dropped, len(waves), shortest)
+        self.n_padded = sum(1 for i in keep if waves[i].shape[0] < crop_samples)
         self.waves = [waves[i] for i in keep]
         self.ids = [ids[i] for i in keep] if ids is not None else [str(i) for i in keep]
         self.n_dropped = dropped
@@ -165,12 +173,13 @@ class CropDataset(torch.utils.data.Dataset):
         augment: Augmentation = Augmentation(),
         sample_rate: int = SAMPLE_RATE,
         limit: int | None = None,
+        pad_short: bool = False,
     ) -> "CropDataset":
         """Load a dataset (see `load_utterances`) and crop it to `crop_seconds` seconds."""
         if crop_seconds <= 0:
             raise ValueError(f"crop_seconds must be > 0, got {crop_seconds}")
         waves, ids = load_utterances(spec, sample_rate=sample_rate, limit=limit)
-        return cls(waves, round(crop_seconds * sample_rate), seed=seed, augment=augment, ids=ids)
+        return cls(waves, round(crop_seconds * sample_rate), seed=seed, augment=augment, ids=ids, pad_short=pad_short)
 
     @property
     def total_samples(self) -> int:
@@ -186,13 +195,23 @@ class CropDataset(torch.utils.data.Dataset):
 
     def crop(self, index: int, draw: int) -> torch.Tensor:
         """Item `index` of random draw `draw`, as float32 [1, crop_samples]."""
+        return self.crop_with_length(index, draw)[0]
+
+    def crop_with_length(self, index: int, draw: int) -> tuple[torch.Tensor, int]:
+        """Item `index` of random draw `draw`: (float32 [1, crop_samples], number of real
+        samples; less than crop_samples only for a padded short utterance, whose padding
+        stays exactly zero: augmentation touches the real samples only)."""
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for CropDataset of {len(self)} items")
         rng = np.random.default_rng([self.seed, int(draw), int(index)])
         wav = self.waves[int(self.owner[index])]
+        if wav.shape[0] < self.crop_samples:
+            piece = np.zeros(self.crop_samples, dtype=np.float32)
+            piece[: wav.shape[0]] = self.augment(wav, rng)
+            return torch.from_numpy(piece).unsqueeze(0), int(wav.shape[0])
         start = int(rng.integers(0, wav.shape[0] - self.crop_samples + 1))
         piece = self.augment(wav[start:start + self.crop_samples], rng)
-        return torch.from_numpy(piece).unsqueeze(0)
+        return torch.from_numpy(piece).unsqueeze(0), self.crop_samples
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.crop(index, self.epoch)
@@ -200,6 +219,11 @@ class CropDataset(torch.utils.data.Dataset):
     def batch(self, indices: list[int] | np.ndarray, draw: int) -> torch.Tensor:
         """Stack items into a batch: float32 [B, 1, crop_samples]."""
         return torch.stack([self.crop(int(i), draw) for i in indices])
+
+    def batch_with_lengths(self, indices: list[int] | np.ndarray, draw: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items as a batch with their real lengths: (float32 [B, 1, crop_samples], int64 [B])."""
+        items = [self.crop_with_length(int(i), draw) for i in indices]
+        return torch.stack([w for w, _ in items]), torch.tensor([n for _, n in items], dtype=torch.int64)
 
 
 class StepBatches:

@@ -3,10 +3,14 @@
     z_ctx  = context_encoder(wav with masked frames zeroed)     # "input" (default, no leak)
            | context_encoder(wav)                                # "latent" (reference, leaks)
     z_tgt  = target_encoder(wav)                                 # EMA copy, no grad, eval mode
+           | layer_norm over C of it, no affine                  # target_norm="layernorm"
     z_pred = predictor(z_ctx * m + mask_token * (1 - m))
-    loss   = sum over masked valid frames of (z_pred - z_tgt)^2 / (N_masked * C)
+    mse    = sum over masked valid frames of (z_pred - z_tgt)^2 / (N_masked * C)
+    loss   = mse + variance_weight * mean_c relu(1 - std_c(z_pred over masked valid frames))
 
 After every optimiser step call :meth:`JEPA.update_target` (theta_tgt <- tau theta_tgt + (1-tau) theta).
+The paper has neither the target normalisation nor the variance term (target_norm="none",
+variance_weight=0, the defaults of this module; ``jepa.config.Stage1Config`` turns them on).
 """
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ from jepa.config import ModelConfig
 from jepa.ema import ema_update
 from jepa.encoder import Encoder
 from jepa.layers import ConformerBlock, init_weights
+
+TARGET_NORMS = ("none", "layernorm")
+VARIANCE_TARGET = 1.0
+"""The std per channel below which the variance hinge acts (VICReg's gamma)."""
 
 
 class Predictor(nn.Module):
@@ -64,6 +72,11 @@ class JEPA(nn.Module):
     Args:
         cfg: model configuration; ``cfg.context_masking`` selects "input" (default: the context
             encoder never sees the audio of masked frames) or "latent" (the reference's leak).
+        target_norm: "none" (the paper) or "layernorm": the targets are normalised over the
+            channels of each frame without affine parameters (I-JEPA, data2vec), which removes
+            the trivial solution of shrinking the target scale.
+        variance_weight: weight of the VICReg-style hinge mean_c relu(1 - std_c) on the
+            per-channel std of the predictions over batch x masked frames (0 = off, the paper).
 
     Attributes:
         context_encoder: the online encoder (trained; the one the codec uses).
@@ -73,9 +86,15 @@ class JEPA(nn.Module):
         mask_token: [1, C, 1] learned vector, truncated normal std 0.02.
     """
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, target_norm: str = "none", variance_weight: float = 0.0) -> None:
         super().__init__()
+        if target_norm not in TARGET_NORMS:
+            raise ValueError(f"target_norm={target_norm!r} is not valid; choose one of {TARGET_NORMS}")
+        if variance_weight < 0:
+            raise ValueError(f"variance_weight must be >= 0, got {variance_weight}")
         self.cfg = cfg
+        self.target_norm = target_norm
+        self.variance_weight = float(variance_weight)
         self.context_encoder = Encoder(cfg)
         self.target_encoder = copy.deepcopy(self.context_encoder)
         self.target_encoder.requires_grad_(False)
@@ -121,7 +140,10 @@ class JEPA(nn.Module):
                 frames are excluded from the loss and the monitor. None = all valid.
         Returns:
             dict with
-              ``loss``: scalar masked MSE (0 with a graph when no frame is masked);
+              ``loss``: the scalar objective, mse + variance_weight * variance;
+              ``mse``: scalar masked MSE (0 with a graph when no frame is masked);
+              ``variance``: the hinge mean_c relu(1 - std_c) on the predictions of masked valid
+                frames (0 when the weight is 0 or fewer than 2 such frames; detached then);
               ``pred_std``: scalar, mean over channels of the std of z_pred over batch and valid
                 frames (detached; collapse monitor, warn below ~0.01);
               ``n_masked``: int64 scalar, number of masked valid frames N_masked.
@@ -142,15 +164,24 @@ class JEPA(nn.Module):
         z_ctx = self.context_features(wav, visible)
         with torch.no_grad():
             z_tgt = self.target_encoder(wav)
+            if self.target_norm == "layernorm":
+                z_tgt = F.layer_norm(z_tgt.transpose(1, 2).float(), (z_tgt.shape[1],)).transpose(1, 2).to(z_tgt.dtype)
         m = visible[:, None, :].to(z_ctx.dtype)
         z_pred = self.predictor(z_ctx * m + self.mask_token * (1.0 - m))
 
         target = (~visible) & frame_valid  # [B, T_z]
         n_masked = target.sum()
         sq = (z_pred - z_tgt).pow(2).sum(dim=1)  # [B, T_z]
-        loss = (sq * target).sum() / (n_masked.clamp_min(1) * z_pred.shape[1])
+        mse = (sq * target).sum() / (n_masked.clamp_min(1) * z_pred.shape[1])
+        variance = z_pred.new_zeros(())
+        if self.variance_weight > 0:
+            predicted = z_pred.transpose(1, 2)[target].float()  # [N_masked, C]
+            if predicted.shape[0] > 1:
+                std = (predicted.var(dim=0, unbiased=True) + 1e-4).sqrt()
+                variance = F.relu(VARIANCE_TARGET - std).mean()
+        loss = mse + self.variance_weight * variance if self.variance_weight > 0 else mse
 
         with torch.no_grad():
             valid = z_pred.transpose(1, 2)[frame_valid]  # [N_valid, C]
             pred_std = valid.float().std(dim=0, unbiased=False).mean() if valid.shape[0] > 1 else valid.new_zeros(())
-        return {"loss": loss, "pred_std": pred_std, "n_masked": n_masked}
+        return {"loss": loss, "mse": mse, "variance": variance, "pred_std": pred_std, "n_masked": n_masked}
