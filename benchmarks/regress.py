@@ -46,7 +46,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchmarks import report
+from benchmarks import report, tables
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = REPO_ROOT / "results" / "reference" / "run"
@@ -259,7 +259,7 @@ def format_diff(diff: pd.DataFrame) -> str:
     table = diff.copy()
     for col in ("reference", "current", "delta"):
         table[col] = [fmt(v) for v in table[col]]
-    return report.to_markdown(table)
+    return tables.to_markdown(table)
 
 
 def check(reference_dir: Path, current_dir: Path, cfg: RegressConfig, out_dir: Path | None = None) -> tuple[bool, pd.DataFrame]:

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import report
+from benchmarks import codebook_report, report, tables
+from metrics import stats
 
 #: spec -> (bitrate bit/s, PESQ-WB, STOI, WER, tokens/s); NaN tokens/s = bitstream codec.
 SYNTHETIC_CODECS = {
@@ -75,8 +76,8 @@ def test_bootstrap_ci_covers_mean_and_shrinks_with_n():
     rng = np.random.default_rng(0)
     small = rng.normal(3.0, 0.5, size=20)
     large = rng.normal(3.0, 0.5, size=2000)
-    lo_s, hi_s = report.bootstrap_ci([small], report._mean, 2000, 0.95, 0)
-    lo_l, hi_l = report.bootstrap_ci([large], report._mean, 2000, 0.95, 0)
+    lo_s, hi_s = stats.bootstrap_ci([small], stats.mean, 2000, 0.95, 0)
+    lo_l, hi_l = stats.bootstrap_ci([large], stats.mean, 2000, 0.95, 0)
     assert lo_s < small.mean() < hi_s and lo_l < large.mean() < hi_l
     # CI width ~ 2 * 1.96 * sigma / sqrt(n): 0.44 for n=20, 0.044 for n=2000
     assert 0.3 < hi_s - lo_s < 0.6
@@ -85,12 +86,12 @@ def test_bootstrap_ci_covers_mean_and_shrinks_with_n():
 
 def test_bootstrap_ci_is_deterministic_and_degenerate_cases():
     x = np.array([1.0, 2.0, 3.0, 4.0])
-    assert report.bootstrap_ci([x], report._mean, seed=3) == report.bootstrap_ci([x], report._mean, seed=3)
-    assert report.bootstrap_ci([np.array([2.5])], report._mean) == (pytest.approx(math.nan, nan_ok=True),) * 2
-    lo, hi = report.bootstrap_ci([np.full(10, 2.0)], report._mean)
+    assert stats.bootstrap_ci([x], stats.mean, seed=3) == stats.bootstrap_ci([x], stats.mean, seed=3)
+    assert stats.bootstrap_ci([np.array([2.5])], stats.mean) == (pytest.approx(math.nan, nan_ok=True),) * 2
+    lo, hi = stats.bootstrap_ci([np.full(10, 2.0)], stats.mean)
     assert lo == hi == 2.0
     with pytest.raises(ValueError, match="confidence"):
-        report.bootstrap_ci([x], report._mean, confidence=1.5)
+        stats.bootstrap_ci([x], stats.mean, confidence=1.5)
 
 
 def test_load_results_skips_partial_last_line_and_keeps_last_duplicate(tmp_path: Path):
@@ -169,7 +170,7 @@ def test_summarize_without_asr_or_token_columns(tmp_path: Path):
     df = report.load_results(write_run(tmp_path / "r", rows))
     summary = report.summarize(df, n_resamples=200)
     assert "wer_corpus" not in summary.columns and "pesq_wb_mean" in summary.columns
-    table = report.display_table(summary)
+    table = tables.display_table(summary)
     assert "WER % (corpus)" not in table.columns and "tokens/s" not in table.columns
 
 
@@ -185,7 +186,7 @@ def test_write_reports_writes_all_outputs(run_dir: Path):
 
 
 def test_latex_escape_underscores_and_specials():
-    assert report.latex_escape("si_sdr 5% & $x$") == r"si\_sdr 5\% \& \$x\$"
+    assert tables.latex_escape("si_sdr 5% & $x$") == r"si\_sdr 5\% \& \$x\$"
 
 
 def test_cli_regenerates_from_results(run_dir: Path, capsys):
@@ -238,9 +239,9 @@ def token_run(tmp_path: Path) -> Path:
 
 def test_codebook_stats_exact_entropy_from_token_files(token_run: Path):
     df = report.load_results(token_run)
-    stats, errors = report.codebook_stats(df, token_run)
+    stats, errors = codebook_report.codebook_stats(df, token_run)
     assert errors == {} and set(stats) == {"tok4", "tok82"}
-    table = report.codebook_table(stats, errors).set_index(["codec", "level", "streams"])
+    table = codebook_report.codebook_table(stats, errors).set_index(["codec", "level", "streams"])
 
     s0, s1 = table.loc[("tok4", "stream", "0")], table.loc[("tok4", "stream", "1")]
     assert (s0["n_tokens"], s0["used"], s0["usage"]) == (8, 4, 1.0)  # padding frame excluded
@@ -317,18 +318,18 @@ def test_infinite_values_kept_as_infinite_mean_not_dropped(tmp_path: Path):
     assert s.loc["mix", "si_sdr_mean"] == math.inf and s.loc["mix", "si_sdr_n"] == 2
     assert s.loc["mix", "si_sdr_nan_reasons"] == "reference is silent (1)"
     summary["si_sdr_aligned_mean"] = summary["si_sdr_mean"]  # the displayed SI-SDR column
-    table = report.display_table(summary).set_index("Codec")
+    table = tables.display_table(summary).set_index("Codec")
     assert table.loc["pcm", "SI-SDR aligned (dB)"] == "∞"
-    assert r"$\infty$" in report.latex_escape("∞")
+    assert r"$\infty$" in tables.latex_escape("∞")
 
 
 def test_small_values_keep_significant_digits():
-    assert report._fmt_sig(7.4e-05, 3) == "0.000074" and report._fmt_sig(0.1874, 3) == "0.187"
-    assert report._fmt_sig(0.000776, 1, 100.0) == "0.078" and report._fmt_sig(0.625, 1, 100.0) == "62.5"
-    assert report._fmt_sig(0.0, 3) == "0.000" and report._fmt_sig(math.nan, 3) == "–"
+    assert tables.fmt_sig(7.4e-05, 3) == "0.000074" and tables.fmt_sig(0.1874, 3) == "0.187"
+    assert tables.fmt_sig(0.000776, 1, 100.0) == "0.078" and tables.fmt_sig(0.625, 1, 100.0) == "62.5"
+    assert tables.fmt_sig(0.0, 3) == "0.000" and tables.fmt_sig(math.nan, 3) == "–"
     summary = pd.DataFrame({"codec": ["pcm"], "n_ok": [3], "n_failed": [0], "failures": [""],
                             "encode_rtf_median": [7.4e-05], "decode_rtf_median": [1.2e-05]})
-    table = report.display_table(summary)
+    table = tables.display_table(summary)
     assert table["enc. RTF (median)"].item() == "0.000074" and table["dec. RTF (median)"].item() == "0.000012"
 
 
