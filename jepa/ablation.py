@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from jepa.config import JEPADAAMConfig, config_from_dict, config_to_dict, get_config
-from jepa.train import CHECKPOINT_NAME, LOG_NAME, load_checkpoint, read_log
+from jepa.train import CHECKPOINT_NAME, EXIT_COLLAPSED, LOG_NAME, load_checkpoint, read_log
 
 if TYPE_CHECKING:
     import torch
@@ -98,7 +98,8 @@ def train_command(v: Variant, config_path: Path, args: argparse.Namespace) -> li
     run = Path(args.runs) / v.name
     cmd = [sys.executable, "-m", "jepa.train", "stage1", "--config", str(config_path), "--data", str(args.data),
            "--out", str(run), "--steps", str(args.steps), "--seed", str(args.seed), "--save-every",
-           str(args.save_every), "--threads", str(args.threads), "--device", args.device, "--no-progress"]
+           str(args.save_every), "--threads", str(args.threads), "--device", args.device, "--no-progress",
+           "--monitor-data", str(args.eval_data)]
     if args.batch_size is not None:
         cmd += ["--batch-size", str(args.batch_size)]
     if args.crop_seconds is not None:
@@ -132,22 +133,24 @@ def run_variants(base: JEPADAAMConfig, args: argparse.Namespace) -> None:
             v, proc, log_path = item
             if proc.poll() is not None:
                 running.remove(item)
+                if proc.returncode == EXIT_COLLAPSED:
+                    raise RuntimeError(f"ablation run {v.name}: the collapse monitor stopped it (the encoder "
+                                       f"output no longer depends on the audio); see {log_path}")
                 if proc.returncode != 0:
                     raise RuntimeError(f"ablation run {v.name} failed (exit {proc.returncode}); see {log_path}")
 
 
 def _eval_clips(spec: str, n_clips: int, seconds: float) -> "torch.Tensor":
-    """The first `seconds` of the first `n_clips` utterances at least that long: [N, 1, L] at 24 kHz."""
-    import torch
-
+    """Centre crops of `seconds` of the first `n_clips` utterances at least that long (the collapse
+    monitor's clips, ``jepa.monitor.fixed_crops``): [N, 1, L] at 24 kHz."""
     from jepa.data import load_utterances
+    from jepa.monitor import fixed_crops
 
-    length = int(round(seconds * 24_000))
     waves, _ = load_utterances(spec, sample_rate=24_000)
-    clips = [torch.from_numpy(w[:length]) for w in waves if w.shape[0] >= length][:n_clips]
-    if len(clips) < 2:
+    clips, _ = fixed_crops(waves, n_clips, int(round(seconds * 24_000)))
+    if clips.shape[0] < 2:
         raise ValueError(f"{spec}: fewer than 2 utterances of at least {seconds} s for the diagnostics")
-    return torch.stack(clips)[:, None]
+    return clips
 
 
 def representation_diagnostics(state: dict | None, clips: "torch.Tensor", model_cfg) -> dict[str, float]:
@@ -166,8 +169,8 @@ def representation_diagnostics(state: dict | None, clips: "torch.Tensor", model_
     """
     import torch
 
-    from jepa.fsq import FSQ
     from jepa.jepa import JEPA
+    from jepa.monitor import between_clip_std, distinct_codes, latent_quantizer
 
     torch.manual_seed(0)
     model = JEPA(model_cfg)
@@ -176,10 +179,9 @@ def representation_diagnostics(state: dict | None, clips: "torch.Tensor", model_
     model.eval()
     with torch.inference_mode():
         z = model.context_encoder(clips)  # [N, C, T]
-        _, idx = FSQ(model_cfg.fsq_levels, model_cfg.latent_dim, model_cfg.fsq_temperature)(z)
-    codes = idx.reshape(-1, idx.shape[-1])
-    return {"between_clip_std": float(z.std(dim=0).mean()),
-            "distinct_frames": float(torch.unique(codes, dim=0).shape[0] / codes.shape[0])}
+        _, idx = latent_quantizer(model_cfg)(z)
+    return {"between_clip_std": between_clip_std(z),
+            "distinct_frames": distinct_codes(idx) / (idx.shape[0] * idx.shape[1])}
 
 
 def summarise(base: JEPADAAMConfig, args: argparse.Namespace) -> list[dict[str, object]]:
