@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from baselines import neural
 from audiocore.codec import CodecUnavailable
+from audiocore.device import resolve_device
+from baselines import neural
 from metrics.tokens import BITRATE_TOLERANCE, fold_multirate, measured_bitrate
 
 # spec -> (sample rate, frame rate Hz, streams, vocabulary, published bit/s, exact stream bit/s)
@@ -199,7 +200,7 @@ def test_unknown_setting_lists_valid_ones(spec):
 
 def test_bad_device_is_a_value_error():
     with pytest.raises(ValueError, match="invalid device 'gpu0'"):
-        neural.resolve_device("gpu0")
+        resolve_device("gpu0")
 
 
 # ---- missing weights ------------------------------------------------------------------------
