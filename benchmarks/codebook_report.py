@@ -1,7 +1,7 @@
 """Codebook health of token codecs over a whole run, counted from the saved token files.
 
 For each token codec, every ok row's ``tokens/<codec>/<utt>.npy`` (payload frames only) is added
-to one :class:`metrics.tokens.CodebookStats`; :func:`write_codebook_reports` writes
+to one :class:`metrics.codebook.CodebookStats`; :func:`write_codebook_reports` writes
 ``codebook.csv`` (one row per codec, level and streams) and ``codebook.md``, and returns the
 per-codec ``codebook_*`` columns that :mod:`benchmarks.report` joins into the summary.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.tables import fmt, fmt_sig, to_markdown
-from metrics.tokens import CodebookStats
+from metrics.codebook import CodebookStats
 
 CODEBOOK_STEM = "codebook"
 
@@ -54,7 +54,7 @@ def codebook_stats(df: pd.DataFrame, run_dir: str | Path) -> tuple[dict[str, obj
     """Accumulate corpus-level codebook histograms of every token codec from its token files.
 
     Each ok row with a ``tokens_file`` contributes its payload frames (``n_payload_frames``;
-    padding frames excluded) to one :class:`metrics.tokens.CodebookStats` per codec, with the
+    padding frames excluded) to one :class:`metrics.codebook.CodebookStats` per codec, with the
     row's ``vocab_sizes`` and ``stream_groups``.
 
     Args:

@@ -9,7 +9,7 @@ Nothing is recomputed from audio: the report reads the per-utterance rows writte
 * ``codebook.csv`` / ``codebook.md`` -- codebook health of each token codec over the whole corpus
   (usage, entropy, entropy / log2 V, perplexity; per stream, pooled per vocabulary size and for
   the whole frame), counted from the token files ``tokens/<codec>/<utt>.npy`` with
-  :class:`metrics.tokens.CodebookStats` (:mod:`benchmarks.codebook_report`);
+  :class:`metrics.codebook.CodebookStats` (:mod:`benchmarks.codebook_report`);
 * the rate-quality plots of :mod:`benchmarks.plots` (PNG + PDF).
 
 Tables are rendered by :mod:`benchmarks.tables`; the statistics (percentile bootstrap with

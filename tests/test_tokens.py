@@ -13,14 +13,13 @@ import pytest
 import torch
 
 from audiocore.codec import Encoded
+from metrics.codebook import CodebookStats, merge_all
 from metrics.tokens import (
     BITRATE_TOLERANCE,
-    CodebookStats,
     bitrate_columns,
     bits_per_frame,
     fold_multirate,
     measured_bitrate,
-    merge_all,
     stream_bitrate,
     stream_rates,
     token_rates,
