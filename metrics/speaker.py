@@ -114,6 +114,8 @@ class ResemblyzerModel(SpeakerModel):
         self._weights = Path(resemblyzer.__file__).parent / "pretrained.pt"
 
     def _embed(self, wav: np.ndarray) -> np.ndarray:
+        if not np.any(wav):
+            raise ValueError("no speech found: the input is silent (all zeros)")
         x = self._pre(wav)  # no source_sr: already at 16 kHz, Resemblyzer's rate
         if x.shape[0] < MIN_VOICED_SECONDS * SAMPLE_RATE:
             raise ValueError(f"no speech found: {x.shape[0] / SAMPLE_RATE:.2f} s voiced after VAD trimming")

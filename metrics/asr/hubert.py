@@ -11,6 +11,7 @@ Spec: ``hubert-ctc`` or ``hubert-ctc:REPO_OR_FOLDER`` (a folder holding the file
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from metrics.asr.backends import register_backend
 from metrics.asr.base import AsrBackend, AsrUnavailable, package_version
 from metrics.asr.normalise import normaliser_info
 
-__all__ = ["HUBERT_SOURCE", "HubertCtcBackend"]
+__all__ = ["HUBERT_SOURCE", "HubertCtcBackend", "ctc_greedy_text"]
 
 HUBERT_SOURCE = WeightsSource(
     repo_id="facebook/hubert-large-ls960-ft",
@@ -56,7 +57,7 @@ class HubertCtcBackend(AsrBackend):
         folder = weights.folder
         try:
             self._features = transformers.Wav2Vec2FeatureExtractor.from_pretrained(str(folder), local_files_only=True)
-            self._tokenizer = transformers.Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), **self._tokenizer_options(folder))
+            self._vocab = self._read_vocab(folder)
             model = transformers.HubertForCTC.from_pretrained(str(folder), local_files_only=True)
         except Exception as exc:
             raise AsrUnavailable(f"hubert-ctc: loading {folder} failed: {type(exc).__name__}: "
@@ -64,17 +65,22 @@ class HubertCtcBackend(AsrBackend):
         self._model = model.to(self.device).eval()
 
     @staticmethod
-    def _tokenizer_options(folder: Path) -> dict[str, Any]:
-        """Tokenizer settings from ``tokenizer_config.json`` when present (defaults otherwise:
-        ``<unk>``, ``<pad>``, word delimiter ``|``)."""
+    def _read_vocab(folder: Path) -> dict[str, Any]:
+        """id -> token from ``vocab.json``, with the blank (pad), word delimiter and the tokens
+        never written (``<s>``, ``</s>``, ``<unk>``) from ``tokenizer_config.json`` when present."""
         import json
 
-        path = folder / "tokenizer_config.json"
-        if not path.is_file():
-            return {}
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-        keys = ("unk_token", "pad_token", "bos_token", "eos_token", "word_delimiter_token", "do_lower_case")
-        return {k: cfg[k] for k in keys if isinstance(cfg.get(k), (str, bool))}
+        vocab = json.loads((folder / "vocab.json").read_text(encoding="utf-8"))
+        cfg_path = folder / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+
+        def tok(key: str, default: str) -> str:
+            value = cfg.get(key, default)
+            return value if isinstance(value, str) else value.get("content", default) if isinstance(value, dict) else default
+
+        silent = {tok(k, d) for k, d in (("bos_token", "<s>"), ("eos_token", "</s>"), ("unk_token", "<unk>"))}
+        return {"tokens": {int(i): t for t, i in vocab.items()}, "blank": vocab[tok("pad_token", "<pad>")],
+                "delimiter": tok("word_delimiter_token", "|"), "silent": silent}
 
     def logits(self, wav: np.ndarray) -> Any:
         """CTC logits [frames, vocab] of one 16 kHz float32 waveform [T]."""
@@ -84,12 +90,33 @@ class HubertCtcBackend(AsrBackend):
         return out.logits[0].float().cpu()
 
     def _transcribe(self, wavs: list[np.ndarray]) -> list[str]:
-        return [self._tokenizer.decode(self.logits(w).argmax(dim=-1).tolist()) for w in wavs]
+        v = self._vocab
+        return [ctc_greedy_text(self.logits(w).argmax(dim=-1).tolist(), v["tokens"], v["blank"], v["delimiter"], v["silent"])
+                for w in wavs]
 
     def info(self) -> dict[str, Any]:
         return {"backend": "hubert-ctc", "model": self.weights.repo_id, "version": package_version("transformers"),
                 "weights": self.weights.as_manifest(), "decoding": "greedy CTC", "device": str(self.device),
                 "normaliser": normaliser_info()}
+
+
+def ctc_greedy_text(ids: list[int], tokens: dict[int, str], blank: int, delimiter: str = "|",
+                    silent: set[str] | frozenset[str] = frozenset()) -> str:
+    """Greedy CTC: merge runs of the same id, drop the blank, map ids to characters, the word
+    delimiter to a space, and drop ``silent`` tokens (``<s>``, ``</s>``, ``<unk>``).
+
+    >>> ctc_greedy_text([1, 1, 0, 1, 2, 3], {0: "<pad>", 1: "L", 2: "|", 3: "A"}, 0)
+    'LL A'
+    """
+    out = []
+    for i, _ in itertools.groupby(ids):
+        if i == blank:
+            continue
+        t = tokens.get(int(i), "")
+        if t in silent:
+            continue
+        out.append(" " if t == delimiter else t)
+    return " ".join("".join(out).split())
 
 
 def _hubert_factory(model: str | None, device: str, *, weights_dir: str | os.PathLike[str] | None = None,

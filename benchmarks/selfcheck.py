@@ -1,0 +1,202 @@
+"""Self-checks: cheap tests that a codec really codes its input, run before its rows are trusted.
+
+Four checks on two real utterances (A and B, cut to the same length, at most
+:data:`CLIP_SECONDS`) and on digital silence, at the codec's own sample rate:
+
+| check (name when it fails) | passes when |
+|---|---|
+| ``output ignores input`` | the reconstructions of A and B differ (relative RMS difference >= :data:`MIN_OUTPUT_DIFFERENCE`), **and** A's own reconstruction is closer to A than B's reconstruction is (decoding another utterance's tokens must not score like the own ones): log-mel distance own <= :data:`MAX_OWN_TO_SWAPPED` x swapped, for A and for B |
+| ``silence in, sound out`` | encoding digital silence decodes to near-silence: RMS <= :data:`SILENCE_MAX_DBFS` dBFS, or at least :data:`SILENCE_BELOW_SPEECH_DB` dB below the codec's output for speech |
+| ``encoding not deterministic`` | encoding A twice gives identical tokens (token codecs) and the same payload size and decoded waveform |
+| ``output length differs`` | every decoded waveform has exactly as many samples as its input |
+
+A codec whose ``encode``/``decode`` raises during a check fails that check, with the error as
+detail. :func:`self_check` returns a :class:`SelfCheckReport`; ``report.status`` is ``"ok"`` or the
+failed check names joined by ``"; "`` -- the ``self_check`` column of the summary tables.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from audiocore.audio import resample
+from audiocore.codec import Codec, Encoded
+from metrics.signal import mel_distance
+
+__all__ = ["CHECK_NAMES", "CheckResult", "SelfCheckReport", "self_check", "clips_from"]
+
+CLIP_SECONDS = 3.0
+"""Longest clip used per utterance (seconds); both clips are cut to the shorter of the two."""
+MIN_OUTPUT_DIFFERENCE = 0.05
+"""Reconstructions of two different utterances must differ by at least this relative RMS."""
+MAX_OWN_TO_SWAPPED = 0.9
+"""Own log-mel distance must be at most this fraction of the swapped one."""
+SILENCE_MAX_DBFS = -45.0
+"""Output RMS for digital silence that always passes."""
+SILENCE_BELOW_SPEECH_DB = 30.0
+"""Or: the output for silence lies this many dB below the output for speech."""
+
+IGNORES_INPUT = "output ignores input"
+NOISY_SILENCE = "silence in, sound out"
+NONDETERMINISTIC = "encoding not deterministic"
+LENGTH = "output length differs"
+CHECK_NAMES = (IGNORES_INPUT, NOISY_SILENCE, NONDETERMINISTIC, LENGTH)
+"""Every check's name, in report order."""
+
+
+@dataclass
+class CheckResult:
+    """One check: ``passed`` and a one-line ``detail`` with the numbers it looked at."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class SelfCheckReport:
+    """All checks of one codec.
+
+    Attributes:
+        codec: the codec spec.
+        checks: one :class:`CheckResult` per check, in :data:`CHECK_NAMES` order.
+        clips: ids of the two utterances used.
+        seconds: wall time of the checks.
+    """
+
+    codec: str
+    checks: list[CheckResult] = field(default_factory=list)
+    clips: tuple[str, str] = ("", "")
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> list[str]:
+        """Names of the failed checks."""
+        return [c.name for c in self.checks if not c.passed]
+
+    @property
+    def status(self) -> str:
+        """``"ok"`` or the failed check names joined by ``"; "``."""
+        return "; ".join(self.failed) or "ok"
+
+    def line(self) -> str:
+        """One line for stdout: ``self-check CODEC: ok`` or the failures with their details."""
+        if not self.failed:
+            return f"self-check {self.codec}: ok"
+        return f"self-check {self.codec}: FAILED " + "; ".join(f"{c.name} ({c.detail})" for c in self.checks if not c.passed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"codec": self.codec, "status": self.status, "clips": list(self.clips),
+                "seconds": round(self.seconds, 3), "checks": [asdict(c) for c in self.checks]}
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+def _dbfs(x: np.ndarray) -> float:
+    r = _rms(x)
+    return 20 * math.log10(r) if r > 0 else -math.inf
+
+
+def _round_trip(codec: Codec, x: np.ndarray) -> tuple[Encoded, np.ndarray]:
+    with torch.inference_mode():
+        enc = codec.encode(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        y = codec.decode(enc)
+    return enc, y.detach().to("cpu", torch.float32).reshape(-1).numpy()
+
+
+def _guard(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
+    try:
+        return fn()
+    except Exception as exc:  # a codec that crashes on a check input fails that check
+        return CheckResult(name, False, f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
+
+
+def clips_from(waves: Sequence[tuple[str, np.ndarray, int]], sample_rate: int,
+               seconds: float = CLIP_SECONDS) -> tuple[tuple[str, str], np.ndarray, np.ndarray]:
+    """Two equal-length clips at ``sample_rate`` from (id, waveform [T], rate) utterances.
+
+    With one utterance, its two halves are used. Raises ValueError without any audio.
+    """
+    if not waves:
+        raise ValueError("self-check needs at least one utterance")
+    xs = [(uid, resample(np.asarray(w, np.float32), sr, sample_rate)) for uid, w, sr in waves[:2]]
+    if len(xs) == 1:
+        uid, x = xs[0]
+        half = x.shape[0] // 2
+        xs = [(f"{uid}[first half]", x[:half]), (f"{uid}[second half]", x[half:2 * half])]
+    n = min(int(seconds * sample_rate), xs[0][1].shape[0], xs[1][1].shape[0])
+    return (xs[0][0], xs[1][0]), xs[0][1][:n].copy(), xs[1][1][:n].copy()
+
+
+def self_check(codec: Codec, waves: Sequence[tuple[str, np.ndarray, int]]) -> SelfCheckReport:
+    """Run every check on ``codec`` with two real utterances.
+
+    Args:
+        codec: the codec under test.
+        waves: (utterance id, mono float32 waveform [T], sample rate) of at least one real
+            utterance (the first two are used; their content must differ).
+
+    Returns:
+        the report (never raises for codec failures; they fail the check concerned).
+    """
+    import time
+
+    t0 = time.perf_counter()
+    sr = int(codec.sample_rate)
+    ids, a, b = clips_from(waves, sr)
+    report = SelfCheckReport(codec=codec.name, clips=ids)
+    outputs: dict[str, Any] = {}
+
+    def trip(key: str, x: np.ndarray) -> tuple[Encoded, np.ndarray]:
+        if key not in outputs:
+            outputs[key] = _round_trip(codec, x)
+        return outputs[key]
+
+    def ignores_input() -> CheckResult:
+        (_, ya), (_, yb) = trip("a", a), trip("b", b)
+        n = min(ya.shape[0], yb.shape[0])
+        scale = max(_rms(ya[:n]), _rms(yb[:n]), 1e-12)
+        diff = _rms(ya[:n] - yb[:n]) / scale
+        own_a, swap_a = mel_distance(a, ya, sr).value, mel_distance(a, yb, sr).value
+        own_b, swap_b = mel_distance(b, yb, sr).value, mel_distance(b, ya, sr).value
+        ratios = [o / s if s > 0 else math.inf for o, s in ((own_a, swap_a), (own_b, swap_b))]
+        ok = diff >= MIN_OUTPUT_DIFFERENCE and all(r <= MAX_OWN_TO_SWAPPED for r in ratios)
+        return CheckResult(IGNORES_INPUT, ok, f"outputs for two utterances differ by {100 * diff:.3g} % RMS; "
+                           f"log-mel distance own/swapped {own_a:.3g}/{swap_a:.3g} and {own_b:.3g}/{swap_b:.3g}")
+
+    def silence() -> CheckResult:
+        _, yz = trip("zero", np.zeros_like(a))
+        _, ya = trip("a", a)
+        level, speech = _dbfs(yz), _dbfs(ya)
+        ok = level <= SILENCE_MAX_DBFS or level <= speech - SILENCE_BELOW_SPEECH_DB
+        return CheckResult(NOISY_SILENCE, ok, f"silence decodes to {level:.1f} dBFS, speech to {speech:.1f} dBFS")
+
+    def deterministic() -> CheckResult:
+        enc1, y1 = trip("a", a)
+        enc2, y2 = _round_trip(codec, a)
+        problems = []
+        if (enc1.codes is None) != (enc2.codes is None) or (
+                enc1.codes is not None and not torch.equal(enc1.codes.cpu(), enc2.codes.cpu())):
+            problems.append("tokens differ")
+        if enc1.payload_bytes != enc2.payload_bytes:
+            problems.append(f"payload {enc1.payload_bytes} vs {enc2.payload_bytes} bytes")
+        if y1.shape != y2.shape or not np.allclose(y1, y2, atol=1e-6, rtol=0):
+            problems.append("decoded waveforms differ")
+        return CheckResult(NONDETERMINISTIC, not problems, "; ".join(problems) or "identical tokens and output")
+
+    def length() -> CheckResult:
+        bad = [f"{key}: {y.shape[0]} samples for {x.shape[0]}" for key, x in (("a", a), ("b", b), ("zero", a))
+               for y in [trip(key, x if key != "zero" else np.zeros_like(a))[1]] if y.shape[0] != x.shape[0]]
+        return CheckResult(LENGTH, not bad, "; ".join(bad) or f"{a.shape[0]} samples in and out")
+
+    for name, fn in ((IGNORES_INPUT, ignores_input), (NOISY_SILENCE, silence),
+                     (NONDETERMINISTIC, deterministic), (LENGTH, length)):
+        report.checks.append(_guard(name, fn))
+    report.seconds = time.perf_counter() - t0
+    return report
