@@ -162,7 +162,7 @@ def choose_utterances(rows: Sequence[Mapping[str, Any]], n: int) -> list[str]:
 
 def slug(text: str) -> str:
     """A file-name-safe version of ``text``; a short hash is added when characters changed."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:60]
+    safe = re.sub(r"[^A-Za-z0-9._@-]+", "_", text)[:60]
     if safe == text:
         return safe
     return f"{safe}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
