@@ -7,8 +7,8 @@ on the audio; the old monitor, the std of the predictions over batch x time, sti
 
 * ``between_clip_std``: the std over clips of the encoder output at each (channel, frame),
   averaged over channels and frames. It is ~0 when the output ignores the audio.
-  Calibration (16 eval clips of 4 s): 1.2e-5 for the shipped, collapsed jepa-daam@small;
-  0.81 for a fresh SMALL encoder (Kaiming init), 0.95 with the reference init, 0.66 for a fresh
+  Calibration (16 eval clips of 4 s): 1.1e-5 for the shipped, collapsed jepa-daam@small;
+  0.83 for a fresh SMALL encoder (Kaiming init), 0.96 with the reference init, 0.65 for a fresh
   PAPER encoder. :data:`DEFAULT_MIN_STD` = 0.01 separates them by ~3 orders of magnitude
   either way.
 * ``distinct_codes``: the number of distinct FSQ frame codes over all clips and frames (a
@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from jepa.config import ModelConfig
+from jepa.config import ModelConfig, Stage1Config
 from jepa.fsq import FSQ
 
-DEFAULT_MIN_STD = 0.01
+DEFAULT_MIN_STD = Stage1Config.monitor_min_std
 """Default stop threshold of the between-clip std (see the module docstring)."""
 
 Quantizer = Callable[[torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]

@@ -37,7 +37,7 @@ TINY = dataclasses.replace(
     stage1=dataclasses.replace(SMALL.stage1, batch_size=2, crop_seconds=1.6, lr_schedule="constant", warmup_steps=2,
                                ema_tau_end=None, monitor_clips=0),
     stage2=dataclasses.replace(SMALL.stage2, batch_size=1, crop_seconds=1.6, disc_start_step=1, disc_start_fraction=None,
-                               lr_schedule="constant", warmup_steps=2, monitor_clips=0),
+                               finetune_encoder=False, lr_schedule="constant", warmup_steps=2, monitor_clips=0),
 )
 
 

@@ -248,7 +248,7 @@ def test_monitor_sees_the_shipped_collapsed_encoder_and_passes_healthy_inits(eva
     mon = CollapseMonitor(eval_clips, shipped.encoder, shipped.quantize, lambda w: shipped.normalize_loudness(w)[0])
     values = mon.measure()
     t_z = shipped.encoder.num_frames(eval_clips.shape[-1])
-    assert values["between_clip_std"] < 1e-3 < DEFAULT_MIN_STD  # measured 1.2e-5 on 16 clips
+    assert values["between_clip_std"] < 1e-3 < DEFAULT_MIN_STD  # measured 1.1e-5 on 16 clips
     assert values["distinct_codes"] <= t_z  # one code per position, whatever the clip
     assert values["frames"] == 6 * t_z
     message = mon.verdict(values, 7)
@@ -260,7 +260,7 @@ def test_monitor_sees_the_shipped_collapsed_encoder_and_passes_healthy_inits(eva
         fresh = JEPA(cfg.model)
         healthy = CollapseMonitor(eval_clips, fresh.context_encoder, latent_quantizer(cfg.model), lambda w: w)
         values = healthy.measure()
-        assert values["between_clip_std"] > 10 * DEFAULT_MIN_STD  # measured 0.81 (Kaiming), 0.95 (reference)
+        assert values["between_clip_std"] > 10 * DEFAULT_MIN_STD  # measured 0.83 (Kaiming), 0.96 (reference)
         assert values["distinct_codes"] == values["frames"]
         assert healthy.verdict(values, 1) is None
     assert fresh.context_encoder.training  # the monitor restored the mode it found
@@ -399,3 +399,25 @@ def test_recipe_resume_is_exact(eval_manifest, monitor_manifest, tmp_path):
     assert (log["real_fraction"] <= 1).all() and (log["real_fraction"] < 1).any()
     assert np.isfinite(log["mon_mel"][[1, 3]]).all() and np.isnan(log["mon_mel"][[0, 2]]).all()
     assert (tmp_path / "s2a" / train.PLOT_NAME).stat().st_size > 1000
+
+
+def test_torchrun_ddp_with_the_monitor(eval_manifest, monitor_manifest, tmp_path):
+    """Two gloo processes: the monitor runs on rank 0 at every step, its columns reach the log."""
+    import os
+    import subprocess
+    import sys
+
+    from test_train import REPO_ROOT, _free_port
+
+    cfg = dataclasses.replace(RECIPE, stage1=dataclasses.replace(RECIPE.stage1, monitor_every=1))
+    cfg_path = tmp_path / "recipe.json"
+    cfg_path.write_text(json.dumps(config_to_dict(cfg)), encoding="utf-8")
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "jepa.train", "stage1", *_common(cfg_path, eval_manifest, out, 2), "--monitor-data",
+           str(monitor_manifest)]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = train.read_log(out / train.LOG_NAME)
+    assert list(log["step"]) == [1, 2] and (log["mon_std"] > 0.1).all() and (log["mon_codes"] > 1).all()
