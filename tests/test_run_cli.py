@@ -124,6 +124,19 @@ def test_manifest_records_provenance(cli_run) -> None:
     assert {d["utt_id"]: d["sha256"] for d in m["data"]}["broken_path"] is None
 
 
+def test_manifest_records_cpu_instruction_sets(cli_run) -> None:
+    """ASR values depend on the CPU's instruction sets (issue 16): every manifest names the CPU,
+    its SIMD flags as the OS reports them, and CTranslate2's instruction-set settings."""
+    from audiocore.machine import ISA_FLAG_PATTERN, cpu_isa_flags, cpu_model
+    from metrics.asr.isa import ISA_VARIABLES
+
+    cpu = json.loads((cli_run["out"] / "manifest.json").read_text())["cpu"]
+    assert cpu["model"] == cpu_model() and cpu["isa_flags"] == cpu_isa_flags()
+    assert set(cpu["ctranslate2_isa"]) == set(ISA_VARIABLES)
+    if Path("/proc/cpuinfo").is_file():  # Linux: the flags are read, and only SIMD / matrix ones kept
+        assert cpu["isa_flags"] and all(ISA_FLAG_PATTERN.match(f) for f in cpu["isa_flags"])
+
+
 def test_unknown_codec_is_a_one_line_user_error(tmp_path, eval_rows) -> None:
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
     for spec, expected in (("nosuch@1k", "unknown codec family 'nosuch'"), ("opus@7k", "opus@12k")):
