@@ -349,9 +349,11 @@ class RunAudio:
     Args:
         run_dir: the run folder.
         cache_dir: cache to read (default: the run's ``--cache-dir``).
+        codecs: codec objects already built (``benchmarks.run`` passes its own), by spec; the
+            others are built from their spec when needed.
     """
 
-    def __init__(self, run_dir: Path, cache_dir: Path | None = None) -> None:
+    def __init__(self, run_dir: Path, cache_dir: Path | None = None, codecs: Sequence[Any] = ()) -> None:
         from benchmarks import evaluate, provenance, runner, store
         from benchmarks.runconfig import RunConfig
 
@@ -369,7 +371,7 @@ class RunAudio:
         )
         self.version = provenance.code_version()
         self._runner = None
-        self._codecs: dict[str, Any] = {}
+        self._codecs: dict[str, Any] = {c.name: c for c in codecs}
         self._failed: dict[str, str] = {}
         self._sources: dict[str, Any] = {}
 
