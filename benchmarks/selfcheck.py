@@ -200,3 +200,59 @@ def self_check(codec: Codec, waves: Sequence[tuple[str, np.ndarray, int]]) -> Se
         report.checks.append(_guard(name, fn))
     report.seconds = time.perf_counter() - t0
     return report
+
+
+# --------------------------------------------------------------------------------------------
+# A run's self-checks: run once per codec, stored beside the results, read by the report
+
+SELFCHECK_FILE = "selfcheck.json"
+"""Per-run file: ``{codec spec: SelfCheckReport.to_json()}``."""
+NOT_RUN = "not run"
+"""``self_check`` value of a codec that has no self-check record (older runs)."""
+
+
+def run_self_checks(codecs: Sequence[Codec], waves: Sequence[tuple[str, np.ndarray, int]],
+                    run_dir: Any = None, log: Callable[[str], None] | None = None) -> dict[str, SelfCheckReport]:
+    """Self-check every codec, print one line each (``log``) and write :data:`SELFCHECK_FILE`
+    into ``run_dir`` (merged with the records of codecs checked by earlier invocations)."""
+    import json
+    from pathlib import Path
+
+    reports = {c.name: self_check(c, waves) for c in codecs}
+    for rep in reports.values():
+        if log is not None:
+            log(rep.line())
+    if run_dir is not None:
+        path = Path(run_dir) / SELFCHECK_FILE
+        merged = load_self_checks(run_dir)
+        merged.update({name: rep.to_json() for name, rep in reports.items()})
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(path)
+    return reports
+
+
+def load_self_checks(run_dir: Any) -> dict[str, dict[str, Any]]:
+    """The self-check records of a run folder (``{}`` when it has none)."""
+    import json
+    from pathlib import Path
+
+    path = Path(run_dir) / SELFCHECK_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def status_of(records: dict[str, dict[str, Any]], codec: str) -> str:
+    """The ``self_check`` value of ``codec``: ``ok``, the failed check names, or :data:`NOT_RUN`."""
+    rec = records.get(codec)
+    return str(rec.get("status", NOT_RUN)) if isinstance(rec, dict) else NOT_RUN
+
+
+def is_flagged(status: object) -> bool:
+    """True for a codec whose self-check failed (``ok`` and :data:`NOT_RUN` are not flagged)."""
+    return isinstance(status, str) and status not in ("ok", NOT_RUN, "")
