@@ -13,7 +13,7 @@ import re
 __all__ = ["ISA_FLAG_PATTERN", "cpu_isa_flags", "cpu_model"]
 
 #: The /proc/cpuinfo flags that name SIMD / matrix extensions relevant to numerical kernels.
-ISA_FLAG_PATTERN = re.compile(r"^(sse\d.*|ssse3|avx.*|fma|f16c|amx.*|neon|asimd.*|sve.*)$")
+ISA_FLAG_PATTERN = re.compile(r"^(sse\w*|ssse3|avx.*|fma|f16c|amx.*|neon|asimd.*|sve.*)$")
 
 
 @functools.lru_cache(maxsize=1)

@@ -130,7 +130,7 @@ def parameter_table(published: pd.DataFrame) -> Table:
             "measured / published": f"{m / p:.3f}" if m is not None and math.isfinite(p) and p > 0 else "–",
             "note": note,
         })
-    notes = [f"Published: {JEPA_SOURCE}, parameter table (as transcribed in shared/docs/paper-spec.md §9). "
+    notes = [f"Published: {JEPA_SOURCE}, parameter table (as transcribed in ../shared/docs/paper-spec.md §9). "
              "Measured: modules built on the meta device; weight-normed layers counted by effective weight."]
     if reason:
         notes.append(f"Measured column missing: {reason}.")

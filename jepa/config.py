@@ -1,6 +1,7 @@
 """Configuration of the JEPA-DAAM tokenizer: architecture, Stage 1 and Stage 2 training.
 
-Every number lives here, tagged with its source in ``docs/paper-spec.md`` (section in brackets).
+Every number lives here, tagged with its source in ``../shared/docs/paper-spec.md`` (the spec
+beside the checkout; section in brackets).
 Two presets are provided:
 
 * ``PAPER``: the paper / reference-code configuration, exact to the parameter (spec §9).
