@@ -190,6 +190,11 @@ class JEPACodec(nn.Module):
         z_q, idx = self.fsq(self.quant_in(z))
         return self.quant_out(z_q), idx
 
+    def code_usage_deficit(self, z: torch.Tensor) -> torch.Tensor:
+        """Differentiable distance of the FSQ level usage from uniform for encoder latents
+        z [B, latent_dim, T] (scalar in [0, 1], see :meth:`jepa.fsq.FSQ.usage_deficit`)."""
+        return self.fsq.usage_deficit(self.quant_in(z))
+
     def reconstruct(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Training forward on loudness-normalised audio: wav [B, 1, L] (whole hops) ->
         (y_hat [B, 1, hop*T + 384], idx [B, T, quant_dim])."""

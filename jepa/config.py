@@ -368,6 +368,9 @@ class Stage2Config:
         mel_windows / mel_bins: its Hann window lengths (hop = window / 4) and mel bands.
         grad_clip / grad_clip_d: max global gradient norm of the generator (encoder + decoder)
             and of the discriminators (defaults 1000 and 10 as in DAC); None = off (the paper).
+        lambda_code_usage: weight of the FSQ usage term (``JEPACodec.code_usage_deficit``: 0 when
+            every level of every FSQ dim is used equally often over the batch, 1 when each dim
+            uses one level); 0 = off, the paper (departure D7 of docs/model.md).
         short_utterances: "pad" (default): utterances shorter than a crop are zero-padded and a
             sample mask keeps the padding out of every loss; "drop" (the paper's reference
             code): they are not used.
@@ -396,6 +399,7 @@ class Stage2Config:
     stft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256, 128)
     stft_hop_sizes: tuple[int, ...] = (512, 256, 128, 64, 32)
     lambda_mel: float = 15.0
+    lambda_code_usage: float = 0.0
     mel_windows: tuple[int, ...] = (32, 64, 128, 256, 512, 1024, 2048)
     mel_bins: tuple[int, ...] = (5, 10, 20, 40, 80, 160, 320)
     lr_schedule: str = "cosine"

@@ -77,6 +77,33 @@ class FSQ(nn.Module):
         values = (2 * idx - radix + 1).float() / radix.float()
         return values.transpose(1, 2).contiguous()
 
+    def usage_deficit(self, z: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+        """How far each dim's level usage is from uniform, as a differentiable loss (not in the paper).
+
+        Soft assignments p_i = softmax_i(-(z' - b_i)^2 / temperature) of the bounded values z'
+        are averaged over batch and time into each dim's marginal usage q; the result is the mean
+        over dims of (log L - H(q)) / log L: 0 when every level of every dim is used equally
+        often, 1 when each dim uses one level. Adding it to the stage-2 loss counters the
+        codebook collapse seen at 50 Hz (docs/model.md, departure D5); its gradient flows
+        through the tanh bound, unlike the straight-through path of :meth:`forward`.
+
+        Args:
+            z: [B, C, T] pre-quantisation values.
+            temperature: softness of the assignment, in squared grid units.
+        Returns:
+            scalar tensor in [0, 1].
+        """
+        bounded = torch.tanh(z.float() / self.temperature) * self.temperature
+        per_group = self.dim // len(self.levels)
+        deficits = []
+        for j, level in enumerate(self.levels):
+            zg = bounded[:, j * per_group : (j + 1) * per_group, :]  # [B, c, T]
+            logits = -(zg[..., None] - self.grid(level).to(z.device)).pow(2) / temperature  # [B, c, T, L]
+            q = logits.softmax(dim=-1).mean(dim=(0, 2))  # [c, L] marginal usage per dim
+            entropy = -(q * q.clamp_min(1e-12).log()).sum(dim=-1)  # [c]
+            deficits.append((math.log(level) - entropy) / math.log(level))
+        return torch.cat(deficits).mean()
+
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Quantise z [B, C, T].
 

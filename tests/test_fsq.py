@@ -98,3 +98,15 @@ def test_out_of_range_raises():
         pack(torch.zeros(1, 1, 128, dtype=torch.int64), RADICES, order="middle")
     with pytest.raises(ValueError, match="range"):
         FSQ().dequantize(bad)
+
+
+def test_usage_deficit_sees_collapse_and_has_a_gradient():
+    fsq = FSQ((8, 8, 5, 5, 5), dim=5)
+    torch.manual_seed(0)
+    spread = torch.randn(4, 5, 200)
+    collapsed = torch.full((4, 5, 200), 3.0, requires_grad=True)
+    assert float(fsq.usage_deficit(spread)) < 0.05
+    deficit = fsq.usage_deficit(collapsed)
+    assert float(deficit) > 0.7
+    deficit.backward()
+    assert bool((collapsed.grad > 0).all())  # descending the deficit moves values off the saturated level

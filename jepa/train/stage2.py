@@ -34,11 +34,12 @@ from jepa.train.schedule import LRSchedule
 
 log = logging.getLogger("jepa.train")
 
-STAGE2_COLUMNS = ("step", "loss_g", "l1", "stft", "mel", "adv", "fm", "loss_d", "gan_active", "lr_g", "grad_norm_g",
+STAGE2_COLUMNS = ("step", "loss_g", "l1", "stft", "mel", "code_usage", "adv", "fm", "loss_d", "gan_active", "lr_g", "grad_norm_g",
                   "grad_norm_d", "real_fraction", "mon_std", "mon_codes", "mon_mel", "seconds")
 """log.csv columns (NaN = term not active yet; mon_* on monitor steps only; real_fraction = share
 of the batch's samples that are audio, not padding)."""
-STAGE2_PLOT = ("loss_g", "l1", "stft", "mel", "adv", "fm", "loss_d", "grad_norm_g", "mon_std", "mon_mel")
+STAGE2_PLOT = ("loss_g", "l1", "stft", "mel", "code_usage", "adv", "fm", "loss_d", "grad_norm_g", "mon_std",
+               "mon_codes", "mon_mel")
 
 
 def build_codec(cfg: JEPADAAMConfig, stage1_state: dict[str, torch.Tensor] | None) -> nn.Module:
@@ -69,16 +70,19 @@ class Reconstruct(nn.Module):
     False, so DDP synchronises only the decoder and the FSQ projection).
     """
 
-    def __init__(self, codec: nn.Module, finetune_encoder: bool) -> None:
+    def __init__(self, codec: nn.Module, finetune_encoder: bool, code_usage: bool = False) -> None:
         super().__init__()
         self.codec = codec
         self.finetune_encoder = finetune_encoder
+        self.code_usage = code_usage
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (y_hat, FSQ usage deficit: a scalar, 0 when ``code_usage`` is off)."""
         with contextlib.nullcontext() if self.finetune_encoder else torch.no_grad():
             z = self.codec.encoder(y)
         z_q, _ = self.codec.quantize(z)
-        return self.codec.decoder(z_q)
+        usage = self.codec.code_usage_deficit(z) if self.code_usage else z.new_zeros(())
+        return self.codec.decoder(z_q), usage
 
 
 def normalize_rows(codec: nn.Module, y: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
@@ -162,7 +166,7 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
         state.restore(ckpt, rt)
     else:
         torch.manual_seed(seed_for(s2.seed, 1, rt.rank))
-    g_module = ddp(Reconstruct(codec, s2.finetune_encoder), rt)
+    g_module = ddp(Reconstruct(codec, s2.finetune_encoder, code_usage=s2.lambda_code_usage > 0), rt)
     mpd_ddp, msd_ddp = ddp(mpd, rt), ddp(msd, rt)
 
     ds, clips = load_data(args, s2, cfg, rt)
@@ -191,7 +195,7 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
         padded = bool((lengths < y_full.shape[-1]).any())
         y_full = normalize_rows(codec, y_full.to(rt.device), lengths if padded else None)
         with autocast(rt):
-            y_hat = g_module(y_full)
+            y_hat, usage = g_module(y_full)
         n = min(y_full.shape[-1], y_hat.shape[-1])
         y, y_hat = y_full[..., :n], y_hat[..., :n].float()
         mask = sample_mask(lengths.to(rt.device), n) if padded else None
@@ -215,14 +219,14 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
                 with autocast(rt):
                     disc_out[f"{key}_fake"] = _float_outputs(d_ddp(y_fake))
         terms = generator_loss(y_hat, y, stft_loss, s2, mel_loss, mask, **disc_out)
-        loss_g = terms["loss"]
+        loss_g = terms["loss"] + s2.lambda_code_usage * usage.float()
         if not torch.isfinite(loss_g):
             raise FloatingPointError(f"stage2 step {st.step}: generator loss is {loss_g.item()}; stopping "
                                      "(last checkpoint kept)")
         # The generator backward also fills discriminator grads; the next D step clears them first.
         grad_norm_g = optim_g.step(loss_g, st.step)
         return {"loss_g": loss_g.item(), "l1": terms["l1"].item(), "stft": terms["stft"].item(),
-                "mel": _scalar(terms, "mel"), "adv": _scalar(terms, "adv"), "fm": _scalar(terms, "fm"),
+                "mel": _scalar(terms, "mel"), "code_usage": float(usage), "adv": _scalar(terms, "adv"), "fm": _scalar(terms, "fm"),
                 "loss_d": loss_d.item() if disc_active else math.nan, "gan_active": float(gan_active),
                 "lr_g": optim_g.lr, "grad_norm_g": grad_norm_g, "grad_norm_d": grad_norm_d,
                 "real_fraction": float(lengths.clamp(max=n).sum()) / (lengths.numel() * n)}
