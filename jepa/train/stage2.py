@@ -226,7 +226,7 @@ def train_stage2(cfg: JEPADAAMConfig, args: TrainArgs, rt: Runtime, init_from: s
         # The generator backward also fills discriminator grads; the next D step clears them first.
         grad_norm_g = optim_g.step(loss_g, st.step)
         return {"loss_g": loss_g.item(), "l1": terms["l1"].item(), "stft": terms["stft"].item(),
-                "mel": _scalar(terms, "mel"), "code_usage": float(usage), "adv": _scalar(terms, "adv"), "fm": _scalar(terms, "fm"),
+                "mel": _scalar(terms, "mel"), "code_usage": float(usage.detach()), "adv": _scalar(terms, "adv"), "fm": _scalar(terms, "fm"),
                 "loss_d": loss_d.item() if disc_active else math.nan, "gan_active": float(gan_active),
                 "lr_g": optim_g.lr, "grad_norm_g": grad_norm_g, "grad_norm_d": grad_norm_d,
                 "real_fraction": float(lengths.clamp(max=n).sum()) / (lengths.numel() * n)}
