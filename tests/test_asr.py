@@ -305,7 +305,7 @@ def test_default_backend_info(tiny_en):
 
 def test_pin_cpu_isa_sets_unset_variables_and_keeps_explicit_ones(monkeypatch):
     """CTranslate2's kernels are pinned to one instruction-set path (oneDNN at AVX2) unless the
-    environment chooses one; on CPUs without AVX2 nothing is forced."""
+    environment chooses one; an x86 CPU without AVX2 gets only oneDNN, ARM nothing."""
     for name in isa.ISA_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(isa.platform, "machine", lambda: "x86_64")
@@ -317,6 +317,10 @@ def test_pin_cpu_isa_sets_unset_variables_and_keeps_explicit_ones(monkeypatch):
     for name in isa.ISA_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(isa, "cpu_isa_flags", lambda: ["avx", "sse4_2"])  # an x86 CPU without AVX2
+    assert isa.pin_cpu_isa() == {"CT2_FORCE_CPU_ISA": None, "CT2_USE_MKL": "0", "ONEDNN_MAX_CPU_ISA": None}
+    for name in isa.ISA_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(isa.platform, "machine", lambda: "aarch64")
     assert isa.pin_cpu_isa() == dict.fromkeys(isa.ISA_VARIABLES)
 
 

@@ -16,12 +16,15 @@ one of these to another value changes up to 11 of 48 transcripts, and the corpus
 oneDNN (also on Intel CPUs) at AVX2. The variables are read when the first model is loaded, so
 :func:`pin_cpu_isa` runs before the faster-whisper backend loads one. A value already set in the
 environment is kept (an explicit choice, e.g. to measure another ISA) and recorded like a pinned
-one. Elsewhere (ARM, or an x86 CPU without AVX2) nothing is forced and that is recorded.
+one. An x86 CPU without AVX2 cannot run the pinned path (CTranslate2 refuses an ISA the CPU lacks):
+there only ``CT2_USE_MKL=0`` is set, so Intel and AMD CPUs still share oneDNN. On other machines
+(ARM) nothing is set. Either way the settings in force are recorded.
 """
 from __future__ import annotations
 
 import os
 import platform
+import sys
 import warnings
 
 from audiocore.machine import cpu_isa_flags
@@ -44,22 +47,21 @@ def pin_cpu_isa() -> dict[str, str | None]:
     """Set :data:`PINNED` (where the environment does not set a variable already) before
     CTranslate2 loads its first model, and return the settings in force.
 
-    Nothing is set on a CPU that is not x86-64 or lacks AVX2 (CTranslate2 refuses an ISA the CPU
-    does not have); the returned settings then show what is in force (usually nothing).
+    On an x86-64 CPU without AVX2 only ``CT2_USE_MKL`` is set (CTranslate2 refuses an ISA the CPU
+    does not have); on other machines nothing is.
     """
     global _pinned_once
-    machine = platform.machine().lower()
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return isa_settings()
     flags = cpu_isa_flags()
-    if machine in ("x86_64", "amd64") and (flags is None or "avx2" in flags):
-        import sys
-
-        if not _pinned_once and "ctranslate2" in sys.modules:
-            missing = [n for n in ISA_VARIABLES if n not in os.environ]
-            if missing:
-                warnings.warn(f"ctranslate2 was imported before its instruction set was pinned ({', '.join(missing)} "
-                              "unset then); if a model was loaded already, its kernels may differ from the "
-                              "pinned ones", RuntimeWarning, stacklevel=3)
-        for name, value in PINNED.items():
-            os.environ.setdefault(name, value)
-        _pinned_once = True
+    wanted = PINNED if flags is None or "avx2" in flags else {"CT2_USE_MKL": PINNED["CT2_USE_MKL"]}
+    if not _pinned_once and "ctranslate2" in sys.modules:
+        missing = [n for n in wanted if n not in os.environ]
+        if missing:
+            warnings.warn(f"ctranslate2 was imported before its instruction set was pinned ({', '.join(missing)} "
+                          "unset then); if a model was loaded already, its kernels may differ from the "
+                          "pinned ones", RuntimeWarning, stacklevel=3)
+    for name, value in wanted.items():
+        os.environ.setdefault(name, value)
+    _pinned_once = True
     return isa_settings()
