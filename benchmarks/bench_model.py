@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import torch
 
+from audiocore.device import resolve_device
 from jepa.codec import JEPACodec
 from jepa.config import get_config
 
@@ -80,8 +81,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--repeats must be >= 1 and --seconds > 0")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if args.device == "auto" else args.device))
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"# device {device} ({name}), torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"{args.seconds:g} s clips, median of {args.repeats} after 1 warm-up")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from audiocore.atomic import atomic_write_bytes
 from jepa.config import config_from_dict
 from jepa.train.checkpoint import load_checkpoint
 from jepa.train.stage2 import build_codec, stage1_training_summary
@@ -49,10 +49,10 @@ def export_codec(stage2_ckpt: str | Path, out: str | Path) -> Path:
     The file is what ``JEPACodec.save`` writes (safetensors + config metadata, read by
     ``JEPACodec.load``) plus one metadata entry, ``training``: the JSON of
     :func:`training_summary` (steps actually trained in both stages, wall time). The config
-    entry keeps the requested step counts. Written atomically (temporary file + os.replace).
+    entry keeps the requested step counts. Written atomically (``audiocore.atomic``).
     """
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
 
     ckpt = load_checkpoint(stage2_ckpt)
     if ckpt["stage"] != "stage2":
@@ -64,13 +64,12 @@ def export_codec(stage2_ckpt: str | Path, out: str | Path) -> Path:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
-        plain, final = Path(tmp) / "codec.safetensors", Path(tmp) / "final.safetensors"
+        plain = Path(tmp) / "codec.safetensors"
         codec.save(plain)
         with safe_open(str(plain), framework="pt") as f:
             metadata = dict(f.metadata() or {})
         if TRAINING_METADATA_KEY in metadata:
             raise ValueError(f"JEPACodec.save already writes a {TRAINING_METADATA_KEY!r} metadata entry")
         metadata[TRAINING_METADATA_KEY] = json.dumps(training_summary(ckpt))
-        save_file(load_file(str(plain)), str(final), metadata=metadata)
-        os.replace(final, out)
+        atomic_write_bytes(out, save(load_file(str(plain)), metadata=metadata))
     return out
