@@ -42,9 +42,10 @@ from baselines.neural.adapters import (
     SnacCodec,
     SpeechTokenizerCodec,
     WavTokenizerCodec,
+    make_codec,
 )
 from baselines.neural.codec import NeuralCodec
-from baselines.neural.loading import LOADERS, build, clear_model_cache, make_codec, speechtokenizer_model_module
+from baselines.neural.loading import LOADERS, build, clear_model_cache, speechtokenizer_model_module
 from baselines.neural.settings import (
     DAC_SOURCES,
     ENCODEC_24K,

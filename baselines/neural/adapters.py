@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from baselines.neural.codec import NeuralCodec
+from baselines.neural.settings import FAMILIES, NeuralSetting
 from metrics.tokens import fold_multirate, unfold_multirate
 
 def _check_n_q(name: str, n_q: int, available: int) -> int:
@@ -145,3 +148,22 @@ class SpeechTokenizerCodec(NeuralCodec):
 
     def _decode_tokens(self, codes: torch.Tensor) -> torch.Tensor:
         return self.model.decode(codes.permute(1, 0, 2))[:, 0]
+
+
+def make_codec(setting: NeuralSetting, model: torch.nn.Module, device: str = "cpu",
+               weights_files: Sequence[Path] | None = None) -> NeuralCodec:
+    """Wrap an already constructed `model` as the codec of `setting` (no architecture checks)."""
+    kw: dict[str, Any] = {"nominal": setting.nominal, "device": device, "weights_files": weights_files}
+    if setting.family == "encodec":
+        return EncodecCodec(setting.spec, model, setting.option, **kw)
+    if setting.family == "dac":
+        return DacCodec(setting.spec, model, setting.n_q, **kw)
+    if setting.family == "mimi":
+        return MimiCodec(setting.spec, model, setting.n_q, **kw)
+    if setting.family == "wavtokenizer":
+        return WavTokenizerCodec(setting.spec, model, **kw)
+    if setting.family == "snac":
+        return SnacCodec(setting.spec, model, **kw)
+    if setting.family == "speechtokenizer":
+        return SpeechTokenizerCodec(setting.spec, model, setting.n_q, **kw)
+    raise ValueError(f"unknown neural codec family '{setting.family}'; families: {', '.join(FAMILIES)}")

@@ -11,7 +11,6 @@ import importlib.util
 import os
 import sys
 import types
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,16 +18,9 @@ import torch
 
 from audiocore.codec import CodecUnavailable
 from audiocore.device import resolve_device
-from baselines.neural.adapters import (
-    DacCodec,
-    EncodecCodec,
-    MimiCodec,
-    SnacCodec,
-    SpeechTokenizerCodec,
-    WavTokenizerCodec,
-)
+from baselines.neural.adapters import make_codec
 from baselines.neural.codec import NeuralCodec
-from baselines.neural.settings import FAMILIES, NeuralSetting, parse_spec
+from baselines.neural.settings import NeuralSetting, parse_spec
 from baselines.neural.weights import find_weights
 
 TRANSFORMERS_HINT = "pip install 'transformers>=5.24' (or pip install -e '.[neural]')"
@@ -137,25 +129,6 @@ def _check_architecture(setting: NeuralSetting, codec: NeuralCodec, folder: Path
     if problems:
         raise CodecUnavailable(f"{setting.spec}: the model in {folder} is not {setting.source.repo_id}: "
                                + "; ".join(problems))
-
-
-def make_codec(setting: NeuralSetting, model: torch.nn.Module, device: str = "cpu",
-               weights_files: Sequence[Path] | None = None) -> NeuralCodec:
-    """Wrap an already constructed `model` as the codec of `setting` (no architecture checks)."""
-    kw: dict[str, Any] = {"nominal": setting.nominal, "device": device, "weights_files": weights_files}
-    if setting.family == "encodec":
-        return EncodecCodec(setting.spec, model, setting.option, **kw)
-    if setting.family == "dac":
-        return DacCodec(setting.spec, model, setting.n_q, **kw)
-    if setting.family == "mimi":
-        return MimiCodec(setting.spec, model, setting.n_q, **kw)
-    if setting.family == "wavtokenizer":
-        return WavTokenizerCodec(setting.spec, model, **kw)
-    if setting.family == "snac":
-        return SnacCodec(setting.spec, model, **kw)
-    if setting.family == "speechtokenizer":
-        return SpeechTokenizerCodec(setting.spec, model, setting.n_q, **kw)
-    raise ValueError(f"unknown neural codec family '{setting.family}'; families: {', '.join(FAMILIES)}")
 
 
 def build(spec: str, device: str = "cpu", weights_dir: str | os.PathLike[str] | None = None) -> NeuralCodec:
