@@ -12,7 +12,9 @@ One utterance through one codec, top to bottom (:func:`evaluate`):
    of samples dropped is recorded (``trimmed_samples``). No delay is removed: PESQ aligns
    internally, ``si_sdr_aligned`` reports the delay it found (``delay_ms``);
 6. ``metrics.signal.signal_metrics`` at 16 kHz; bitrate and token columns from
-   ``metrics.tokens``; WER/CER/dWER from ``metrics.asr`` when ASR is on;
+   ``metrics.tokens``; WER/CER/dWER from ``metrics.asr`` when ASR is on; the protocol's
+   perceptual (DNSMOS, DistillMOS, UTMOS) and speaker-similarity columns from
+   ``benchmarks.quality`` on the untrimmed reconstruction (the original's scores once per utterance);
 7. one JSON line appended to ``OUT/results.jsonl`` (schema: docs/results-format.md).
 
 Any exception for one (codec, utterance) becomes a ``status == "error"`` row naming the file and
@@ -26,7 +28,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -40,6 +42,9 @@ from benchmarks.runconfig import METRIC_SR, SEED, RunConfig
 from metrics import speed, tokens
 from metrics.asr import AsrScorer
 from metrics.signal import signal_metrics
+
+if TYPE_CHECKING:
+    from benchmarks.quality import QualityStage
 
 
 def _slug(text: str) -> str:
@@ -124,13 +129,17 @@ class Runner:
         version: digests of the code (cache keys, ``code_version`` column).
         cache: the content-addressed cache.
         asr: the ASR scorer, or None for ``--no-asr``.
+        quality: the perceptual / speaker stage, or None (``--no-perceptual``).
     """
 
-    def __init__(self, cfg: RunConfig, version: CodeVersion, cache: store.ResultCache, asr: AsrScorer | None) -> None:
+    def __init__(self, cfg: RunConfig, version: CodeVersion, cache: store.ResultCache, asr: AsrScorer | None,
+                 quality: QualityStage | None = None) -> None:
         self.cfg = cfg
         self.version = version
         self.cache = cache
         self.asr = asr
+        self.quality = quality if quality is not None and quality.active else None
+        self._quality_info = self.quality.info() if self.quality is not None else None
         self.device_type = torch.device(cfg.device).type
         self._warm: set[str] = set()
         self.codec_packages = provenance.package_versions(provenance.CODEC_PACKAGES)
@@ -238,6 +247,34 @@ class Runner:
         self.cache.put("asr", key, values)
         return values
 
+    def perceptual_columns(self, recon_key: str, src: Source, est16: np.ndarray) -> dict[str, Any]:
+        """Perceptual and speaker columns (``benchmarks.quality``), cached: the original's scores by
+        audio content, the reconstruction's by its reconstruction key; {} without the stage.
+        ``perceptual_s`` is the time actually spent now (0 when everything came from the cache)."""
+        if self.quality is None:
+            return {}
+        import time
+
+        t0 = time.perf_counter()
+        ref_key = store.cache_key(kind="perceptual-ref", audio=src.checksum, code=self.version.metrics,
+                                  models=self._quality_info, metric_sr=METRIC_SR)
+        cached = self.cache.get("perceptual", ref_key)
+        reference = cached.values if cached is not None else None
+        if reference is None:
+            reference = self.quality.reference_columns(src.ref16)
+            self.cache.put("perceptual", ref_key, reference)
+        key = store.cache_key(kind="perceptual", recon=recon_key, code=self.version.metrics, models=self._quality_info)
+        cached = self.cache.get("perceptual", key)
+        if cached is not None:
+            values = dict(cached.values)
+        else:
+            values = self.quality.row_columns(src.ref16, est16, reference)
+            values.pop("perceptual_s", None)
+            self.cache.put("perceptual", key, values)
+        values.update(reference)
+        values["perceptual_s"] = time.perf_counter() - t0
+        return values
+
     def save_tokens(self, codec: Codec, utt_id: str, codes: np.ndarray) -> str:
         """Write the token ids [S, N] of one utterance to ``OUT/tokens/<codec>/<utt>.npy``."""
         rel = Path("tokens") / _slug(codec.name) / f"{_slug(utt_id)}.npy"
@@ -285,6 +322,8 @@ class Runner:
             row.update(self.signal_columns(key, src.ref16, est16))
             stage[0] = "asr"
             row.update(self.asr_columns(key, src, est16))
+            stage[0] = "perceptual"
+            row.update(self.perceptual_columns(key, src, est16))
             if codes is not None:
                 row["tokens_file"] = self.save_tokens(codec, src.utt.id, codes)
                 # The token file holds ids only; the alphabet each row of it is drawn from lives

@@ -12,6 +12,10 @@ Codecs are grouped by family (the spec before ``@`` or ``:``): one Okabe-Ito col
 per family, the points of a family joined in rate order and labelled with their setting. A single
 figure legend lists the families and the Pareto marker.
 
+Codecs whose self-check failed (a ``self_check`` column other than ``ok`` / ``not run``, see
+:mod:`benchmarks.selfcheck`) are drawn as hollow grey points labelled "⚠ self-check failed",
+never joined to their family's line, and left off the Pareto front.
+
 Usage: called by ``benchmarks.report.write_reports``; or ``write_plots(summary, out_dir)``.
 """
 from __future__ import annotations
@@ -99,6 +103,15 @@ def _styles(families: list[str]) -> dict[str, tuple[str, str]]:
     return styles
 
 
+def flagged_mask(summary: pd.DataFrame) -> np.ndarray:
+    """Boolean [K]: the codecs whose self-check failed (``self_check`` column; none without it)."""
+    from benchmarks.selfcheck import is_flagged
+
+    if "self_check" not in summary.columns:
+        return np.zeros(len(summary), dtype=bool)
+    return np.array([is_flagged(v) for v in summary["self_check"]], dtype=bool)
+
+
 def _col(summary: pd.DataFrame, name: str) -> np.ndarray:
     return summary[name].to_numpy(dtype=float) if name in summary.columns else np.full(len(summary), np.nan)
 
@@ -109,8 +122,14 @@ def _draw_panel(ax, summary: pd.DataFrame, x: np.ndarray, x_lo: np.ndarray, x_hi
     y_lo = _col(summary, f"{panel.key}_ci_low") * panel.scale
     y_hi = _col(summary, f"{panel.key}_ci_high") * panel.scale
     fams = [family_of(c) for c in summary["codec"]]
+    flagged = flagged_mask(summary)
+    for i in np.flatnonzero(flagged & np.isfinite(x) & np.isfinite(y)):
+        ax.scatter([x[i]], [y[i]], s=40, facecolors="none", edgecolors="#888888", marker="o", zorder=3)
+        ax.annotate(f"⚠ {summary['codec'].iloc[i]}: self-check failed", (x[i], y[i]), textcoords="offset points",
+                    xytext=(4, -9), fontsize=6, color="#888888", zorder=4)
     for fam, (colour, marker) in styles.items():
-        idx = np.array([i for i, f in enumerate(fams) if f == fam and np.isfinite(x[i]) and np.isfinite(y[i])], dtype=int)
+        idx = np.array([i for i, f in enumerate(fams) if f == fam and not flagged[i] and np.isfinite(x[i])
+                        and np.isfinite(y[i])], dtype=int)
         if idx.size == 0:
             continue
         idx = idx[np.argsort(x[idx])]
@@ -123,7 +142,7 @@ def _draw_panel(ax, summary: pd.DataFrame, x: np.ndarray, x_lo: np.ndarray, x_hi
             if label:
                 ax.annotate(label, (x[i], y[i]), textcoords="offset points", xytext=(4, 4), fontsize=7,
                             color="#333333", zorder=4)
-    front = pareto_mask(x, y, panel.higher_is_better)
+    front = pareto_mask(x, np.where(flagged, np.nan, y), panel.higher_is_better)
     if front.any():
         order = np.argsort(x[front])
         fx, fy = x[front][order], y[front][order]

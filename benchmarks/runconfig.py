@@ -11,7 +11,7 @@ DEFAULT_ASR = "faster-whisper:tiny.en"
 #: Seed for every random number generator touched by a run (recorded in manifest.json).
 SEED = 0
 #: Row columns that hold wall-clock timings (they differ between otherwise identical runs).
-TIMING_COLUMNS = ("encode_s", "decode_s", "encode_rtf", "decode_rtf")
+TIMING_COLUMNS = ("encode_s", "decode_s", "encode_rtf", "decode_rtf", "perceptual_s")
 
 
 class UserError(Exception):
@@ -36,6 +36,10 @@ class RunConfig:
         weights_dir: folder of pretrained codec weights (``--weights-dir``; None = the backends'
             own search: ``$JEPA_DAAM_WEIGHTS``, then the Hugging Face cache).
         argv: the command line as given.
+        protocol: metric protocol (``benchmarks.protocols``: ``default``, ``A``, ``B``).
+        perceptual: compute the protocol's perceptual and speaker columns (``--no-perceptual``: off).
+        offline: never touch the network (``--offline``; ``HF_HUB_OFFLINE=1`` does the same).
+        asr_from_protocol: ``--asr`` was not given, so the protocol chose the ASR (and may fall back).
     """
 
     codecs: str
@@ -50,3 +54,7 @@ class RunConfig:
     report: bool = True
     argv: tuple[str, ...] = ()
     weights_dir: Path | None = None
+    protocol: str = "default"
+    perceptual: bool = True
+    offline: bool = False
+    asr_from_protocol: bool = False

@@ -23,8 +23,11 @@ from audiocore.codec import Codec
 from audiocore.hashing import file_sha256
 from benchmarks import provenance, store
 from benchmarks.evaluate import Runner, load_source
+from benchmarks.protocols import Protocol, get_protocol
 from benchmarks.provenance import CodeVersion
+from benchmarks.quality import QualityStage
 from benchmarks.runconfig import SEED, RunConfig, UserError
+from benchmarks.selfcheck import run_self_checks
 from metrics import speed
 from metrics.asr import AsrScorer
 
@@ -66,14 +69,46 @@ def build_codecs(text: str, device: str, weights_dir: Path | None = None) -> tup
         raise UserError(" ".join(str(exc).split())) from exc
 
 
-def asr_scorer(spec: str, device: str, cache_dir: Path) -> AsrScorer:
+def asr_scorer(spec: str, device: str, cache_dir: Path, **options: Any) -> AsrScorer:
     """The run's ASR (``metrics.asr.AsrScorer``; transcripts of originals cached under
     ``<cache_dir>/transcripts``). A missing backend package or model is not an error: the scorer
-    says why and the ASR columns are NaN. An unknown backend family is a UserError."""
+    says why and the ASR columns are NaN. An unknown backend family is a UserError.
+    ``options`` (weights folder, download, offline) go to backends with downloadable weights."""
+    if not spec.strip().startswith("hubert-ctc"):
+        options = {}
     try:
-        return AsrScorer(spec, device, Path(cache_dir) / "transcripts")
+        return AsrScorer(spec, device, Path(cache_dir) / "transcripts", **options)
     except ValueError as exc:
         raise UserError(f"--asr {spec}: {' '.join(str(exc).split())}") from exc
+
+
+def protocol_asr(cfg: RunConfig, protocol: Protocol) -> tuple[AsrScorer | None, list[str]]:
+    """The ASR of the run: ``--asr`` when given, else the protocol's, falling back to the
+    protocol's stated substitute when its model is unavailable. Returns (scorer, substitutions)."""
+    if cfg.asr is None:
+        return None, []
+    spec = protocol.asr if cfg.asr_from_protocol else cfg.asr
+    opts = dict(weights_dir=cfg.weights_dir, download=protocol.download, offline=cfg.offline)
+    asr = asr_scorer(spec, cfg.device, cfg.cache_dir, **opts)
+    if asr.reason and cfg.asr_from_protocol and protocol.asr_fallback and protocol.asr_fallback != spec:
+        fallback = asr_scorer(protocol.asr_fallback, cfg.device, cfg.cache_dir)
+        if fallback.available:
+            return fallback, [f"ASR: {protocol.asr_fallback} in place of {spec} ({asr.reason})"]
+    return asr, []
+
+
+def self_check_waves(utts: Sequence[Any], checksums: dict[str, str | None]) -> list[tuple[str, Any, int]]:
+    """(id, waveform, rate) of the first two readable utterances, for the codec self-checks."""
+    waves = []
+    for utt in utts:
+        try:
+            src = load_source(utt, checksums.get(utt.id))
+        except Exception:  # an unreadable file gets its error rows later; try the next one
+            continue
+        waves.append((utt.id, src.wav, src.sr))
+        if len(waves) == 2:
+            break
+    return waves
 
 
 def failures_by_reason(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
@@ -158,17 +193,20 @@ def _this_version(rows: Iterable[Any], version: CodeVersion) -> list[Any]:
     return [row for row in rows if row.get("code_version") == version.label]
 
 
-def _row_complete(asr: AsrScorer | None) -> Callable[[Any], bool]:
+def _row_complete(asr: AsrScorer | None, quality: QualityStage | None = None) -> Callable[[Any], bool]:
     """Resume rule for ok rows: complete unless it lacks columns this version writes.
 
     Redone (the reconstruction comes from the cache, so this is cheap):
 
     * rows without ASR columns when ASR is available now;
+    * rows without a perceptual or speaker column the run's protocol now computes;
     * token-codec rows written before rows carried ``vocab_sizes`` (needed by the report's
       codebook statistics), i.e. rows with a ``tokens_file`` but no ``vocab_sizes``.
     """
     def complete(row: Any) -> bool:
         if row.get("tokens_file") and row.get("vocab_sizes") is None:
+            return False
+        if quality is not None and any(col not in row for col in quality.columns):
             return False
         return asr is None or not asr.available or row.get("asr") == asr.spec
     return complete
@@ -188,18 +226,27 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
         raise UserError(f"none of the requested codecs ({cfg.codecs}) is available (see the reasons above)")
     cfg.out.mkdir(parents=True, exist_ok=True)
     store.atomic_write_json(cfg.out / store.SKIPPED_FILE, [{"codec": s, "reason": r} for s, r in skipped])
-    asr = asr_scorer(cfg.asr, cfg.device, cfg.cache_dir) if cfg.asr else None
+    protocol = get_protocol(cfg.protocol)
+    asr, substitutions = protocol_asr(cfg, protocol)
+    for line in substitutions:
+        _print(f"substitution: {line}")
     if asr is not None and asr.reason:
         _print(f"warning: {asr.reason}; WER/CER/dWER will be NaN")
+    quality = QualityStage(protocol, cfg.device, cfg.weights_dir, offline=cfg.offline, enabled=cfg.perceptual, log=_print)
+    substitutions += quality.substitutions
     version = provenance.code_version()
     checksums = _data_checksums(utts)
+    checks = run_self_checks(codecs, self_check_waves(utts, checksums), cfg.out, log=lambda line: print(line, flush=True))
     manifest = provenance.manifest_dict(cfg, version, codecs, skipped, asr, checksums, seeds, utts)
-    manifest.update(started=started, status="running")
+    manifest.update(started=started, status="running", protocol=protocol.name, substitutions=substitutions,
+                    perceptual=quality.info() if cfg.perceptual else None,
+                    self_checks={name: rep.to_json() for name, rep in checks.items()})
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
 
     results = _prepare_results(cfg)
-    done = store.finished_keys(_this_version(store.load_rows(results), version), _row_complete(asr)) if cfg.resume else set()
-    runner = Runner(cfg, version, store.ResultCache(cfg.cache_dir, read=not cfg.force), asr)
+    done = store.finished_keys(_this_version(store.load_rows(results), version), _row_complete(asr, quality)) \
+        if cfg.resume else set()
+    runner = Runner(cfg, version, store.ResultCache(cfg.cache_dir, read=not cfg.force), asr, quality)
     with store.ResultsWriter(results) as writer, _progress(len(codecs) * len(utts)) as bar:
         for utt in utts:
             todo = [c for c in codecs if (c.name, utt.id) not in done]

@@ -24,6 +24,12 @@ DISPLAY_COLUMNS: tuple[tuple[str, str, int, float], ...] = (
     ("wer_corpus", "WER % (corpus)", 1, 100.0),
     ("cer_corpus", "CER % (corpus)", 1, 100.0),
     ("dwer_corpus", "dWER % (corpus)", 1, 100.0),
+    ("dnsmos_ovrl", "DNSMOS OVRL", 2, 1.0),
+    ("dnsmos_p808", "DNSMOS P.808", 2, 1.0),
+    ("distillmos", "DistillMOS", 2, 1.0),
+    ("utmos", "UTMOS", 2, 1.0),
+    ("spk_sim", "SIM (Resemblyzer)", 3, 1.0),
+    ("spk_sim_wavlm", "SIM (WavLM-SV)", 3, 1.0),
 )
 
 
@@ -65,7 +71,12 @@ def fmt_ci(summary_row: pd.Series, key: str, decimals: int, scale: float) -> str
 
 def display_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Condensed, formatted table (strings) for Markdown / LaTeX; empty metric columns dropped."""
-    out = pd.DataFrame({"Codec": summary["codec"]})
+    from benchmarks.selfcheck import is_flagged
+
+    checks = summary["self_check"] if "self_check" in summary.columns else pd.Series([None] * len(summary))
+    out = pd.DataFrame({"Codec": [f"⚠ {c}" if is_flagged(s) else c for c, s in zip(summary["codec"], checks)]})
+    if "self_check" in summary.columns:
+        out["self-check"] = [str(s) for s in checks]
     out["n ok / failed"] = [f"{r.n_ok} / {r.n_failed}" for r in summary.itertuples()]
     rate = []
     for _, r in summary.iterrows():
@@ -107,7 +118,7 @@ def to_markdown(table: pd.DataFrame) -> str:
 _LATEX_SPECIALS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "–": "--",
-    "<": r"\textless{}", ">": r"\textgreater{}", "∞": r"$\infty$", "−": "$-$",
+    "<": r"\textless{}", ">": r"\textgreater{}", "∞": r"$\infty$", "−": "$-$", "⚠": r"(!)",
 }
 
 

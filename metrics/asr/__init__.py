@@ -6,6 +6,8 @@ From audio to numbers, one module per job:
   :class:`AsrBackend` (faster-whisper tiny.en by default, openai-whisper from a local checkpoint;
   nothing is ever downloaded); CTranslate2's CPU kernels are pinned to one instruction-set path
   (:mod:`~metrics.asr.isa`), so transcripts do not depend on the machine;
+* :mod:`~metrics.asr.hubert` -- ``hubert-ctc``: HuBERT-large greedy CTC (protocol A), weights
+  through :mod:`audiocore.weights`;
 * :mod:`~metrics.asr.normalise` -- :func:`normalize_text`, Whisper's ``EnglishTextNormalizer``,
   on reference and hypothesis alike;
 * :mod:`~metrics.asr.scoring` -- :func:`edit_counts`, :func:`utterance_asr_metrics` (``wer``,
@@ -27,6 +29,7 @@ from metrics.asr.backends import (
     register_backend,
 )
 from metrics.asr.base import DEFAULT_SPEC, LANGUAGE, SAMPLE_RATE, AsrBackend, AsrUnavailable
+from metrics.asr import hubert  # registers the "hubert-ctc" backend (transformers imported lazily)
 from metrics.asr.cache import TranscriptCache, audio_sha256, cache_key, transcribe_cached
 from metrics.asr.normalise import NORMALISER_NAME, normaliser_info, normalize_text
 from metrics.asr.scorer import AsrScorer

@@ -27,19 +27,21 @@ class AsrScorer:
         spec: backend spec, e.g. ``faster-whisper:tiny.en``.
         device: device for the ASR model (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
         cache_dir: folder of the transcript cache (created on first write).
+        **options: passed to :func:`~metrics.asr.backends.load_asr` (e.g. ``weights_dir``,
+            ``download``, ``offline`` for ``hubert-ctc``).
 
     Raises:
         ValueError: unknown backend family or bad option (a typo, not a missing package).
     """
 
-    def __init__(self, spec: str, device: str, cache_dir: Path | str) -> None:
+    def __init__(self, spec: str, device: str, cache_dir: Path | str, **options: Any) -> None:
         self.spec = spec
         self.backend: AsrBackend | None = None
         self.reason: str | None = None
         self.info: dict[str, Any] = {"spec": spec}
         self.transcripts = TranscriptCache(cache_dir)
         try:
-            self.backend = load_asr(spec, device=device)
+            self.backend = load_asr(spec, device=device, **options)
         except AsrUnavailable as exc:
             self.reason = f"ASR unavailable ({spec}): {' '.join(str(exc).split())}"
             return
