@@ -9,7 +9,8 @@ Depends only on the bottom layer (``audiocore``), never on the benchmark suite.
 """
 from __future__ import annotations
 
-from jepa.codec import DEFAULT_CHECKPOINT, JEPACodec, load_tokens, save_tokens
+from jepa.codec import DEFAULT_CHECKPOINT, JEPACodec
+from jepa.codec.tokens import load_tokens, save_tokens
 from jepa.config import PAPER, PRESETS, SMALL, JEPADAAMConfig, get_config, load_config
 
 __all__ = [

@@ -1,13 +1,19 @@
 """Configuration of the JEPA-DAAM tokenizer: architecture, Stage 1 and Stage 2 training.
 
 Every number lives here, tagged with its source in ``../shared/docs/paper-spec.md`` (the spec
-beside the checkout; section in brackets).
-Two presets are provided:
+beside the checkout; section in brackets). Over 500 lines because this is the one home of every
+hyper-parameter, with its source and its paper value beside it; splitting the dataclasses from
+the presets would put the same numbers in two places.
 
-* ``PAPER``: the paper / reference-code configuration, exact to the parameter (spec §9).
-* ``SMALL``: the spec's reduced CPU configuration (spec §9, "CPU suggestion"). It keeps every
-  mechanism, the strides (hop 9600 = 2.5 Hz), the 128-d latent, FSQ and packing, so the token
-  arithmetic of spec §2 is unchanged; only widths and depths shrink (~3.4M Stage-1 parameters).
+Field defaults are the working recipe; where it departs from the paper, the paper's value is in
+:data:`REFERENCE_VALUES` (docs/model.md, "Departures"). Presets (:data:`PRESETS`):
+
+* ``paper`` / ``paper-reference``: the paper's sizes, exact to the parameter (spec §9), with the
+  working recipe / with every paper value.
+* ``small`` / ``small-reference``: the spec's reduced CPU configuration (spec §9, "CPU
+  suggestion"): every mechanism, hop 9600 = 2.5 Hz, the 128-d latent, FSQ and packing; only
+  widths and depths shrink (~3.4M Stage-1 parameters). ``small_no_daam``: the ablation arm.
+* ``small-12.5hz`` / ``small-50hz``: SMALL at other frame rates and ~640 bit/s.
 
 Configs are frozen dataclasses. Change a value with ``dataclasses.replace`` or load a YAML/JSON
 file with :func:`load_config`; ``jepa/configs/*.yaml`` hold the presets as files.

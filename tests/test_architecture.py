@@ -35,8 +35,6 @@ REASON = re.compile(r"(?is)\b(?:over|more than) 500 lines\b.{0,60}?\bbecause\b")
 #: their split, or the sentence stating why they stay long, lands with that work. An entry must be
 #: removed as soon as its file is short again or states its reason (checked below).
 PENDING: dict[str, str] = {
-    "jepa/codec.py": "issue 17: JEPACodec, checkpoint checks, token files and the CLI in one module",
-    "jepa/config.py": "issue 17: every preset and hyperparameter with its spec source in one module",
 }
 
 

@@ -11,7 +11,9 @@ import soundfile as sf
 import torch
 
 from audiocore.codec import Encoded
-from jepa.codec import JEPACodec, load_tokens, main
+from jepa.codec import JEPACodec
+from jepa.codec.__main__ import main
+from jepa.codec.tokens import load_tokens
 from jepa.config import SMALL
 from jepa.fsq import pack
 

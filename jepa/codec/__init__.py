@@ -1,8 +1,13 @@
-"""JEPACodec: 24 kHz speech <-> 19 token streams at 2.5 Hz (spec §1, §5, §6, §10.8, §10.16).
+"""JEPACodec: 24 kHz speech <-> token streams (spec §1, §5, §6, §10.8, §10.16).
 
-    encode: wav [L] -> zero-pad to whole hops (+1 hop, see below) -> online encoder -> FSQ indices
+The numbers below are the paper's (2.5 Hz, 19 streams); the frame-rate presets differ only in the
+hop, the FSQ width behind the optional projection (``fsq_dim``) and the packing.
+
+    encode: wav [L] -> loudness normalisation (gain index = header token; off for the paper)
+            -> zero-pad to whole hops (+1 hop, see below) -> online encoder -> FSQ indices
             -> mixed-radix pack -> Encoded(codes [19, n_frames] int64, vocab 18 x 16384 + 16, 2.5 Hz)
     decode: codes -> unpack -> grid values (2*idx - 3)/4 -> HiFi-GAN decoder -> trim to L samples
+            -> undo the gain
 
 **Padding rule (deterministic, spec §10.8 / §10.16).** The encoder turns n hops (9600 n samples)
 into n - 1 frames, and the decoder turns T frames into 9600 T + 384 samples. With the default
@@ -18,20 +23,15 @@ each utterance is encoded on its own padded length; :meth:`JEPACodec.encode_batc
 utterances with the same padded length, which leaves every utterance's tokens as if encoded alone
 (up to floating-point differences between batched and single kernels).
 
-Command line (tokens are an .npz file, see :func:`save_tokens`)::
-
-    python -m jepa.codec encode in.wav out.tokens [--checkpoint ckpt.safetensors]
-    python -m jepa.codec decode in.tokens out.wav [--checkpoint ckpt.safetensors]
+Token files live in :mod:`jepa.codec.tokens`, the ``python -m jepa.codec encode|decode`` command
+line in ``jepa/codec/__main__.py``.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
-import io
 import json
 import math
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -41,8 +41,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from audiocore.codec import Encoded
-from audiocore.device import resolve_device
-from audiocore.hashing import file_sha256, state_dict_sha256
+from audiocore.hashing import state_dict_sha256
 from jepa.config import JEPADAAMConfig, config_from_dict, config_to_dict
 from jepa.encoder import Encoder
 from jepa.fsq import FSQ, pack, token_vocab_sizes, unpack
@@ -50,9 +49,8 @@ from jepa import loudness
 from jepa.hifigan import Generator
 
 CHECKPOINT_FORMAT = "jepa-daam-codec"
-TOKENS_FORMAT = "jepa-daam-tokens"
 FORMAT_VERSION = "1"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "jepa_daam_small.safetensors"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "jepa_daam_small.safetensors"
 
 
 def config_hash(cfg: JEPADAAMConfig) -> str:
@@ -390,8 +388,12 @@ class JEPACodec(nn.Module):
                                  f"(stored {expected_hash[:16]}..., computed {actual[:16]}...): the file was "
                                  f"corrupted or edited after it was saved")
         _check_finite(state, path)
+        # The config is untrusted until the file's tensors match the model it describes: compare
+        # on the meta device (no memory, no time) before building the real model.
+        with torch.device("meta"):
+            skeleton = cls(config, extra_hop=bool(extra_hop))
+        _check_tensor_layout(state, skeleton.state_dict(), path, config)
         codec = cls(config, extra_hop=bool(extra_hop))
-        _check_tensor_layout(state, codec.state_dict(), path, config)
         codec.load_state_dict(state, strict=True)
         return codec.to(device).eval()
 
@@ -434,122 +436,3 @@ def _check_tensor_layout(state: "dict[str, torch.Tensor]", expected: "dict[str, 
             parts.append(f"{len(items)} {label} ({'; '.join(items[:3])}{'; ...' if len(items) > 3 else ''})")
     raise ValueError(f"{path}: tensors do not match the model of the config in its metadata "
                      f"(config {config.name!r}, hash {config_hash(config)}): {', '.join(parts)}")
-
-
-# ---- token files -------------------------------------------------------------------------------
-
-def save_tokens(enc: Encoded, path: str | Path, sample_rate: int, config_id: str, checkpoint_sha256: str = "") -> None:
-    """Write an Encoded as a .tokens file: an uncompressed NumPy .npz archive holding
-    ``codes`` [n_streams, n_frames] (uint16 when every vocabulary fits, else int64),
-    ``vocab_sizes``, ``num_samples``, ``header_codes``, ``header_vocab_sizes`` (the loudness
-    gain; empty arrays without it, and absent in files of earlier releases), ``sample_rate``, ``frame_rate``, ``config_hash``,
-    ``checkpoint_sha256``, ``format`` and ``format_version``."""
-    codes = enc.codes.cpu().numpy()
-    dtype = np.uint16 if max(enc.vocab_sizes) <= 1 << 16 else np.int64
-    buf = io.BytesIO()
-    np.savez(
-        buf,
-        codes=codes.astype(dtype),
-        vocab_sizes=np.asarray(enc.vocab_sizes, dtype=np.int64),
-        num_samples=np.int64(enc.num_samples),
-        header_codes=np.asarray(enc.header_codes, dtype=np.int64),
-        header_vocab_sizes=np.asarray(enc.header_vocab_sizes, dtype=np.int64),
-        sample_rate=np.int64(sample_rate),
-        frame_rate=np.float64(enc.frame_rate),
-        config_hash=np.str_(config_id),
-        checkpoint_sha256=np.str_(checkpoint_sha256),
-        format=np.str_(TOKENS_FORMAT),
-        format_version=np.str_(FORMAT_VERSION),
-    )
-    Path(path).write_bytes(buf.getvalue())
-
-
-def load_tokens(path: str | Path) -> tuple[Encoded, dict[str, str | int]]:
-    """Read a .tokens file. Returns (Encoded, metadata with sample_rate, config_hash, checkpoint_sha256)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"token file {path} does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            fields = {k: data[k] for k in data.files}
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable .tokens (npz) file: {err}") from err
-    if str(fields.get("format", "")) != TOKENS_FORMAT:
-        raise ValueError(f"{path} is not a JEPA-DAAM token file (format={fields.get('format')!r})")
-    enc = Encoded(
-        codes=torch.from_numpy(fields["codes"].astype(np.int64)),
-        vocab_sizes=tuple(int(v) for v in fields["vocab_sizes"]),
-        frame_rate=float(fields["frame_rate"]),
-        payload_bytes=None,
-        num_samples=int(fields["num_samples"]),
-        header_codes=tuple(int(v) for v in fields.get("header_codes", ())),
-        header_vocab_sizes=tuple(int(v) for v in fields.get("header_vocab_sizes", ())),
-    )
-    meta = {"sample_rate": int(fields["sample_rate"]), "config_hash": str(fields["config_hash"]),
-            "checkpoint_sha256": str(fields["checkpoint_sha256"])}
-    return enc, meta
-
-
-# ---- command line ------------------------------------------------------------------------------
-
-def _load_codec(args: argparse.Namespace) -> tuple[JEPACodec, str]:
-    if args.checkpoint is None:
-        if not DEFAULT_CHECKPOINT.is_file():
-            raise ValueError(f"no --checkpoint given and the bundled checkpoint {DEFAULT_CHECKPOINT} is missing; "
-                             "train one with `python -m jepa.train` and pass --checkpoint PATH")
-        args.checkpoint = DEFAULT_CHECKPOINT
-    return JEPACodec.load(args.checkpoint, resolve_device(args.device)), file_sha256(args.checkpoint)
-
-
-def _cmd_encode(args: argparse.Namespace) -> None:
-    from audiocore.audio import load_audio
-
-    codec, ckpt_sha = _load_codec(args)
-    wav, sr = load_audio(args.input, target_sr=codec.sample_rate)
-    enc = codec.encode(torch.from_numpy(wav), sample_rate=sr)
-    save_tokens(enc, args.output, codec.sample_rate, config_hash(codec.config), ckpt_sha)
-    seconds = enc.num_samples / codec.sample_rate
-    print(f"{args.input}: {seconds:.2f} s -> {enc.codes.shape[1]} frames x {enc.codes.shape[0]} tokens "
-          f"({enc.codes.numel() / seconds:.1f} tokens/s) -> {args.output}")
-
-
-def _cmd_decode(args: argparse.Namespace) -> None:
-    import soundfile as sf
-
-    codec, ckpt_sha = _load_codec(args)
-    enc, meta = load_tokens(args.input)
-    if meta["config_hash"] != config_hash(codec.config):
-        raise ValueError(f"{args.input} was made by a model with config hash {meta['config_hash']}, "
-                         f"but the checkpoint has {config_hash(codec.config)}")
-    if meta["checkpoint_sha256"] and meta["checkpoint_sha256"] != ckpt_sha and not args.allow_other_checkpoint:
-        raise ValueError(f"{args.input} was encoded with a different checkpoint (sha256 "
-                         f"{meta['checkpoint_sha256'][:12]}...); pass --allow-other-checkpoint to decode anyway")
-    wav = codec.decode(enc)
-    sf.write(args.output, wav.numpy(), codec.sample_rate)
-    print(f"{args.input}: {enc.codes.shape[1]} frames -> {wav.numel() / codec.sample_rate:.2f} s -> {args.output}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m jepa.codec", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("encode", "audio file -> .tokens"), ("decode", ".tokens -> audio file")):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("input", type=Path)
-        p.add_argument("output", type=Path)
-        p.add_argument("--checkpoint", type=Path, default=None,
-                       help=f"JEPACodec safetensors (default: {DEFAULT_CHECKPOINT.name} bundled in jepa/checkpoints)")
-        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-        if name == "decode":
-            p.add_argument("--allow-other-checkpoint", action="store_true",
-                           help="decode even if the tokens came from a different checkpoint file")
-    args = parser.parse_args(argv)
-    try:
-        (_cmd_encode if args.command == "encode" else _cmd_decode)(args)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
