@@ -223,17 +223,33 @@ def _published_recon(published: pd.DataFrame, protocol: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _measured_recon(summary: pd.DataFrame) -> pd.DataFrame:
+def _manifest(run_dir: Path | None) -> dict:
+    path = run_dir / "manifest.json" if run_dir is not None else None
+    return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
+
+
+def _measured_recon(summary: pd.DataFrame, protocol: str = "A", manifest: dict | None = None) -> pd.DataFrame:
+    """Measured rows for a protocol's table; the source cell names every substitution, and a
+    codec whose self-check failed is marked ⚠."""
+    from benchmarks.protocols import measured_choices
+    from benchmarks.selfcheck import is_flagged
+
+    choice, labels = measured_choices(protocol, manifest or {}, set(summary.columns))
+    source = "measured (this run" + "".join(f"; {label}" for label in labels) + ")"
     rows = []
     for _, r in summary.iterrows():
-        row = {"Codec": r["codec"], "setting": "", "source": "measured (this run)"}
+        check = r.get("self_check", None)
+        name = f"⚠ {r['codec']} (self-check: {check})" if is_flagged(check) else r["codec"]
+        row = {"Codec": name, "setting": "", "source": source}
         values = {
             "bitrate": fmt(r.get("bitrate_measured_mean", math.nan), 2, 1e-3),
             "tokens_per_s": fmt(r.get("tokens_per_s_mean", math.nan), 1),
             "frames_per_s": fmt(r.get("frames_per_s_mean", math.nan), 2),
             "pesq_wb": fmt_ci(r, "pesq_wb", 2, 1.0), "pesq_nb": fmt_ci(r, "pesq_nb", 2, 1.0),
             "stoi": fmt_ci(r, "stoi", 3, 1.0), "wer": fmt_ci(r, "wer_corpus", 1, 100.0),
-            "dwer": fmt_ci(r, "dwer_corpus", 1, 100.0), "spk_sim": "–", "utmos": "–",
+            "dwer": fmt_ci(r, "dwer_corpus", 1, 100.0),
+            "spk_sim": fmt_ci(r, choice["spk_sim"], 3, 1.0) if choice["spk_sim"] else "–",
+            "utmos": fmt_ci(r, choice["utmos"], 2, 1.0) if choice["utmos"] else "–",
         }
         row.update({header: values[metric] for metric, header in RECON_METRICS})
         rows.append(row)
@@ -258,21 +274,24 @@ def _run_protocol(run_dir: Path | None) -> str:
 def reconstruction_tables(published: pd.DataFrame, summary: pd.DataFrame | None, run_dir: Path | None) -> list[Table]:
     """(d) one table per protocol: published rows, then measured rows of the same families."""
     tables = []
-    measured = _measured_recon(summary) if summary is not None else pd.DataFrame()
+    manifest = _manifest(run_dir)
     for protocol, differences in (
         ("A", "Protocol A: full LibriSpeech test-clean (2620 utterances), 16 kHz, WER with hubert-large-ls960-ft "
               "(HuBERT CTC, no LM), SPK-SIM with WavLM-large, UTMOS."),
         ("B", "Protocol B: LibriSpeech test-clean, 16 kHz, dWER = WER of Whisper-small on the reconstruction against "
               "Whisper-small on the reference, Sim with WavLM-base-SV (x100), UTMOS; no PESQ/STOI by design."),
     ):
+        measured = _measured_recon(summary, protocol, manifest) if summary is not None else pd.DataFrame()
         pub = _published_recon(published, protocol)
         if pub.empty:
             tables.append(Table(f"(d) Reconstruction vs Protocol {protocol}", pub,
                                 [f"No Protocol {protocol} rows in published.csv."]))
             continue
         families = {_norm(c) for c in pub["Codec"]}
-        ours = measured[[_norm(c) in families for c in measured["Codec"]]] if len(measured) else measured
-        others = measured[[_norm(c) not in families for c in measured["Codec"]]] if len(measured) else measured
+        if len(measured):
+            measured["_codec"] = measured["Codec"].str.replace("⚠ ", "", regex=False).str.split(" ").str[0]
+        ours = measured[[_norm(c) in families for c in measured["_codec"]]].drop(columns="_codec") if len(measured) else measured
+        others = measured[[_norm(c) not in families for c in measured["_codec"]]].drop(columns="_codec") if len(measured) else measured
         frame = pd.concat([pub, ours, others], ignore_index=True)
         notes = [differences, f"Measured rows: {_run_protocol(run_dir)}. Published and measured rows are not "
                  "comparable number for number: data, ASR model and text normaliser differ."]
@@ -289,6 +308,11 @@ def build_tables(run_dir: Path | None, published_csv: Path = PUBLISHED_CSV, abla
     """All paper tables; ``run_dir`` may be None (no measured rate/reconstruction rows)."""
     published = load_published(published_csv)
     summary = report.summarize(report.load_results(run_dir), n_resamples=1000) if run_dir is not None else None
+    if summary is not None:
+        from benchmarks.selfcheck import load_self_checks, status_of
+
+        checks = load_self_checks(run_dir)
+        summary["self_check"] = [status_of(checks, c) for c in summary["codec"]]
     return [parameter_table(published), rate_table(published, summary), loss_table(published, ablation_csv),
             *reconstruction_tables(published, summary, run_dir)]
 

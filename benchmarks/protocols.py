@@ -19,6 +19,7 @@ does not provide; ``microsoft/wavlm-base-sv`` stands in and the paper table says
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["PROTOCOLS", "Protocol", "get_protocol"]
 
@@ -88,3 +89,52 @@ def get_protocol(name: str) -> Protocol:
     if key not in PROTOCOLS:
         raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}")
     return PROTOCOLS[key]
+
+
+WANTED_ASR = {"A": "HuBERT-large CTC", "B": "Whisper-small"}
+WANTED_SIM = {"A": "WavLM-large + ECAPA-TDNN", "B": "WavLM-base-sv"}
+
+
+def _asr_name(asr: dict | None) -> str:
+    if not asr or asr.get("unavailable"):
+        return ""
+    backend, model = str(asr.get("backend", "")), str(asr.get("model", ""))
+    if backend == "hubert-ctc":
+        return "HuBERT-large CTC"
+    if "whisper" in backend:
+        name = Path(model).name if model else "?"
+        return f"Whisper {name}"
+    return f"{backend} {model}".strip()
+
+
+def measured_choices(protocol: str, manifest: dict, columns: set[str]) -> tuple[dict[str, str | None], list[str]]:
+    """For a published table of protocol ``A`` or ``B``: which summary key fills its SPK-SIM and
+    UTMOS columns (None: not measured), and one label per substitution or gap, for the table.
+
+    Args:
+        protocol: ``"A"`` or ``"B"``.
+        manifest: the run's manifest.json (its ``asr`` entry names the recogniser used).
+        columns: the summary's columns (``<metric>_mean`` present = measured).
+    """
+    labels: list[str] = []
+    used = _asr_name(manifest.get("asr"))
+    wanted = WANTED_ASR[protocol]
+    rate = "WER" if protocol == "A" else "dWER"
+    if not used:
+        labels.append(f"{rate}: not measured (no ASR in this run)")
+    elif used != wanted and not (protocol == "B" and used.startswith("Whisper small")):
+        labels.append(f"{rate}: {used} in place of {wanted}")
+    sim: str | None = None
+    if "spk_sim_wavlm_mean" in columns:
+        sim = "spk_sim_wavlm"
+        if protocol == "A":
+            labels.append(f"SPK-SIM: WavLM-base-sv in place of {WANTED_SIM['A']}")
+    elif "spk_sim_mean" in columns:
+        sim = "spk_sim"
+        labels.append(f"SPK-SIM: Resemblyzer in place of {WANTED_SIM[protocol]}")
+    else:
+        labels.append("SPK-SIM: not measured")
+    utmos = "utmos" if "utmos_mean" in columns else None
+    if utmos is None:
+        labels.append("UTMOS: not measured (weights not on disk; --protocol A or B downloads them when online)")
+    return {"spk_sim": sim, "utmos": utmos}, labels
