@@ -502,10 +502,10 @@ _SMALL_WIDTHS = dict(
 SMALL = JEPADAAMConfig(
     name="small",
     model=ModelConfig(**_SMALL_WIDTHS),
-    # CPU-sized training [§9 CPU suggestion, R]: stage 1 on 4 s crops (T_z = 9); stage 2 on 8 s
-    # crops (T_z = 19) with the encoder fine-tuned (departure D6) and the GAN in the last quarter.
+    # CPU-sized training [§9 CPU suggestion, R]: 4 s crops (T_z = 9) in both stages; stage 2 with
+    # the encoder fine-tuned (departure D6) and the GAN in the last quarter.
     stage1=Stage1Config(steps=600, warmup_steps=60, batch_size=8, crop_seconds=4.0, lr=5e-4),
-    stage2=Stage2Config(steps=4_000, warmup_steps=100, batch_size=8, crop_seconds=8.0, disc_start_fraction=0.75,
+    stage2=Stage2Config(steps=4_000, warmup_steps=100, batch_size=8, crop_seconds=4.0, disc_start_fraction=0.75,
                         lr_g=5e-4, lr_d=2.5e-4, finetune_encoder=True, lr_encoder=2.5e-4),
 )
 
@@ -525,7 +525,7 @@ def _frame_rate_variant(name: str, enc_strides: tuple[int, ...], fsq_dim: int, f
                                   min_input_samples=4 * hop),
         stage1=dataclasses.replace(SMALL.stage1, min_span=min_span, crop_seconds=crop1,
                                    min_collate_samples=4 * hop),
-        stage2=dataclasses.replace(SMALL.stage2, crop_seconds=crop2),
+        stage2=dataclasses.replace(SMALL.stage2, crop_seconds=crop2, lambda_code_usage=1.0),
     )
 
 
