@@ -91,6 +91,12 @@ COLUMNS: tuple[Column, ...] = (
     Column("wer_corpus", "WER (corpus)", "%", "down", 1, 100.0),
     Column("cer_corpus", "CER (corpus)", "%", "down", 1, 100.0),
     Column("dwer_corpus", "dWER (corpus)", "%", "down", 1, 100.0),
+    Column("dnsmos_ovrl", "DNSMOS OVRL", "MOS 1–5", "up", 2),
+    Column("dnsmos_p808", "DNSMOS P.808", "MOS 1–5", "up", 2),
+    Column("distillmos", "DistillMOS", "MOS 1–5", "up", 2),
+    Column("utmos", "UTMOS", "MOS 1–5", "up", 2),
+    Column("spk_sim", "SIM Resemblyzer", "cosine", "up", 3),
+    Column("spk_sim_wavlm", "SIM WavLM-SV", "cosine", "up", 3),
     Column("codebook_usage", "codebook usage", "%", "up", 1, 100.0, ci=False, sig=True),
     Column("codebook_normalized_entropy", "H / log2 V", "0–1", "up", 3, ci=False),
     Column("encode_rtf_median", "encode RTF", "median", "down", 3, ci=False, sig=True),
@@ -181,13 +187,15 @@ def _text(value: Any) -> str:
 
 
 def self_check_cell(value: Any) -> Cell:
-    """``ok`` (passed) or the names of the failed checks (flagged)."""
+    """``ok`` (passed), ``not run``, or the names of the failed checks (flagged, :func:`benchmarks.selfcheck.is_flagged`)."""
+    from benchmarks.selfcheck import is_flagged
+
     text = _text(value).strip()
-    if not text:
-        return Cell("–", sort="")
-    if text.lower() == "ok":
+    if is_flagged(value):
+        return Cell(f"⚠ {text}", sort="1", cls="flag", title="self-check failed: do not trust this codec's numbers")
+    if text == "ok":
         return Cell("✓ ok", sort="0", cls="ok")
-    return Cell(f"⚠ {text}", sort="1", cls="flag", title="self-check failed: do not trust this codec's numbers")
+    return Cell(text or "–", sort="")
 
 
 def summary_table(summary: pd.DataFrame, links: Mapping[str, tuple[str, str]] | None = None) -> Table:
@@ -197,6 +205,8 @@ def summary_table(summary: pd.DataFrame, links: Mapping[str, tuple[str, str]] | 
         summary: one row per codec (:func:`benchmarks.report.summarize` + codebook columns).
         links: optional ``codec -> (run label, href)``: adds a ``run`` column (leaderboard).
     """
+    from benchmarks.selfcheck import is_flagged
+
     columns = present_columns(summary)
     has_check = "self_check" in summary.columns
     headers = [{"label": "codec", "unit": "", "arrow": "", "kind": "text"}]
@@ -213,7 +223,7 @@ def summary_table(summary: pd.DataFrame, links: Mapping[str, tuple[str, str]] | 
     table = Table(headers)
     for _, row in summary.iterrows():
         codec = str(row["codec"])
-        flagged = has_check and _text(row.get("self_check")).strip().lower() not in ("", "ok")
+        flagged = has_check and is_flagged(row.get("self_check"))
         cells = [Cell(("⚠ " if flagged else "") + codec, cls="codec flag" if flagged else "codec")]
         if links is not None:
             label, href = links.get(codec, ("", ""))
@@ -269,22 +279,14 @@ def codebook_tables(run_dir: Path) -> tuple[Table | None, Table | None]:
 
 def plot_images(summary: pd.DataFrame) -> list[dict[str, str]]:
     """The rate-quality figures as inline SVG data URIs: ``[{"name", "title", "src"}]``."""
+    from benchmarks import plots
+
     out = []
-    for name, svg in _render_svgs(summary).items():
-        src = "data:image/png;base64," + base64.b64encode(svg).decode("ascii")
+    for name, svg in plots.render_svgs(summary).items():
+        src = "data:image/svg+xml;base64," + base64.b64encode(svg).decode("ascii")
         title = "Quality vs measured bitrate" if name == "quality_vs_bitrate" else "Quality vs token rate (token codecs)"
         out.append({"name": name, "title": title, "src": src})
     return out
-
-
-def _render_svgs(summary: pd.DataFrame) -> dict[str, bytes]:
-    """TEMPORARY until benchmarks.plots can be edited: PNG bytes via write_plots in a temp dir."""
-    import tempfile
-
-    from benchmarks import plots
-
-    with tempfile.TemporaryDirectory() as tmp:
-        return {Path(p).stem: Path(p).read_bytes() for p in plots.write_plots(summary, tmp) if str(p).endswith(".png")}
 
 
 def _load_json(path: Path) -> Any:

@@ -16,10 +16,12 @@ Codecs whose self-check failed (a ``self_check`` column other than ``ok`` / ``no
 :mod:`benchmarks.selfcheck`) are drawn as hollow grey points labelled "⚠ self-check failed",
 never joined to their family's line, and left off the Pareto front.
 
-Usage: called by ``benchmarks.report.write_reports``; or ``write_plots(summary, out_dir)``.
+Usage: called by ``benchmarks.report.write_reports``; or ``write_plots(summary, out_dir)``;
+``render_svgs(summary)`` gives the same figures as SVG for ``report.html``.
 """
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,12 +158,13 @@ def _draw_panel(ax, summary: pd.DataFrame, x: np.ndarray, x_lo: np.ndarray, x_hi
     ax.grid(True, which="both", linewidth=0.4, alpha=0.5)
 
 
-def _figure(summary: pd.DataFrame, x_key: str, x_label: str, x_scale: float, title: str,
-            out_stem: Path, styles: dict[str, tuple[str, str]]) -> list[Path]:
+def _build_figure(summary: pd.DataFrame, x_key: str, x_label: str, x_scale: float, title: str,
+                  styles: dict[str, tuple[str, str]]):
+    """One figure (a panel per quality metric the summary has), or None when nothing is plottable."""
     panels = [p for p in PANELS if p.value_column in summary.columns and summary[p.value_column].notna().any()]
     x = _col(summary, f"{x_key}_mean") * x_scale
     if not panels or not np.isfinite(x).any():
-        return []
+        return None
     x_lo = _col(summary, f"{x_key}_ci_low") * x_scale
     x_hi = _col(summary, f"{x_key}_ci_high") * x_scale
     present = {family_of(c) for c in summary["codec"]}
@@ -177,13 +180,37 @@ def _figure(summary: pd.DataFrame, x_key: str, x_label: str, x_scale: float, tit
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False, fontsize=9)
     n_rows = math.ceil(len(handles) / 6)
     fig.tight_layout(rect=(0, 0.06 + 0.05 * n_rows, 1, 0.95))
-    paths = []
-    for ext in ("png", "pdf"):
-        path = out_stem.with_suffix(f".{ext}")
-        fig.savefig(path, dpi=150)
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return fig
+
+
+def _figures(summary: pd.DataFrame) -> dict[str, object]:
+    """``quality_vs_bitrate`` and (if any token codec) ``quality_vs_tokens`` figures, by file stem."""
+    styles = _styles([family_of(c) for c in summary["codec"]])  # same family style in every figure
+    figures = {"quality_vs_bitrate": _build_figure(
+        summary, "bitrate_measured", "measured bitrate (kbit/s, log)", 1e-3,
+        "Quality vs measured bitrate (mean, 95% bootstrap CI)", styles)}
+    if "tokens_per_s_mean" in summary.columns:
+        tokens = summary[summary["tokens_per_s_mean"].to_numpy(dtype=float) > 0]
+        if len(tokens):
+            figures["quality_vs_tokens"] = _build_figure(
+                tokens.reset_index(drop=True), "tokens_per_s", "tokens per second (log)", 1.0,
+                "Quality vs token rate, token codecs (mean, 95% bootstrap CI)", styles)
+    return {stem: fig for stem, fig in figures.items() if fig is not None}
+
+
+def render_svgs(summary: pd.DataFrame) -> dict[str, bytes]:
+    """The same figures as :func:`write_plots`, as SVG documents in memory (for ``report.html``).
+
+    Returns:
+        ``{"quality_vs_bitrate": b"<svg ...", ...}``; empty when nothing is plottable.
+    """
+    out = {}
+    for stem, fig in _figures(summary).items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format="svg", metadata={"Date": None})  # no date: the same summary gives the same bytes
+        plt.close(fig)
+        out[stem] = buf.getvalue()
+    return out
 
 
 def write_plots(summary: pd.DataFrame, out_dir: str | Path) -> list[Path]:
@@ -199,13 +226,11 @@ def write_plots(summary: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    styles = _styles([family_of(c) for c in summary["codec"]])  # same family style in every figure
-    paths = _figure(summary, "bitrate_measured", "measured bitrate (kbit/s, log)", 1e-3,
-                    "Quality vs measured bitrate (mean, 95% bootstrap CI)", out_dir / "quality_vs_bitrate", styles)
-    if "tokens_per_s_mean" in summary.columns:
-        tokens = summary[summary["tokens_per_s_mean"].to_numpy(dtype=float) > 0]
-        if len(tokens):
-            paths += _figure(tokens.reset_index(drop=True), "tokens_per_s", "tokens per second (log)", 1.0,
-                             "Quality vs token rate, token codecs (mean, 95% bootstrap CI)",
-                             out_dir / "quality_vs_tokens", styles)
+    paths = []
+    for stem, fig in _figures(summary).items():
+        for ext in ("png", "pdf"):
+            path = out_dir / f"{stem}.{ext}"
+            fig.savefig(path, dpi=150)
+            paths.append(path)
+        plt.close(fig)
     return paths

@@ -32,7 +32,7 @@ class RunConfig:
         force: recompute everything (no cache reads, no resume).
         asr: ASR backend spec, or None for ``--no-asr``.
         cache_dir: content-addressed cache folder.
-        report: write summary tables at the end.
+        report: write summary tables and ``report.html`` at the end.
         weights_dir: folder of pretrained codec weights (``--weights-dir``; None = the backends'
             own search: ``$JEPA_DAAM_WEIGHTS``, then the Hugging Face cache).
         argv: the command line as given.
@@ -40,6 +40,7 @@ class RunConfig:
         perceptual: compute the protocol's perceptual and speaker columns (``--no-perceptual``: off).
         offline: never touch the network (``--offline``; ``HF_HUB_OFFLINE=1`` does the same).
         asr_from_protocol: ``--asr`` was not given, so the protocol chose the ASR (and may fall back).
+        listen: utterances in the listening grid of ``report.html`` (``--listen``; 0: none).
     """
 
     codecs: str
@@ -58,3 +59,4 @@ class RunConfig:
     perceptual: bool = True
     offline: bool = False
     asr_from_protocol: bool = False
+    listen: int = 3
