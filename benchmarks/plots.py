@@ -127,7 +127,7 @@ def _draw_panel(ax, summary: pd.DataFrame, x: np.ndarray, x_lo: np.ndarray, x_hi
     flagged = flagged_mask(summary)
     for i in np.flatnonzero(flagged & np.isfinite(x) & np.isfinite(y)):
         ax.scatter([x[i]], [y[i]], s=40, facecolors="none", edgecolors="#888888", marker="o", zorder=3)
-        ax.annotate(f"⚠ {summary['codec'].iloc[i]}: self-check failed", (x[i], y[i]), textcoords="offset points",
+        ax.annotate(f"⚠ {family_of(summary['codec'].iloc[i])}", (x[i], y[i]), textcoords="offset points",
                     xytext=(4, -9), fontsize=6, color="#888888", zorder=4)
     for fam, (colour, marker) in styles.items():
         idx = np.array([i for i, f in enumerate(fams) if f == fam and not flagged[i] and np.isfinite(x[i])
@@ -176,6 +176,9 @@ def _build_figure(summary: pd.DataFrame, x_key: str, x_label: str, x_scale: floa
     handles = [Line2D([], [], color=c, marker=m, linestyle="-", markersize=6, label=f) for f, (c, m) in styles.items()]
     handles.append(Line2D([], [], color="#555555", linestyle="--", marker="o", markerfacecolor="none",
                           markeredgecolor="#222222", markersize=9, label="Pareto front"))
+    if flagged_mask(summary).any():
+        handles.append(Line2D([], [], color="none", marker="o", markerfacecolor="none", markeredgecolor="#888888",
+                              markersize=6, label="⚠ self-check failed (not on the front)"))
     fig.suptitle(title, fontsize=11)
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), frameon=False, fontsize=9)
     n_rows = math.ceil(len(handles) / 6)

@@ -1,6 +1,7 @@
 """Per-codec summary tables of a finished benchmark run, regenerated from ``results.jsonl``.
 
-Nothing is recomputed from audio: the report reads the per-utterance rows written by
+No metric is recomputed from audio (only ``report.html``'s listening grid may re-encode a few
+utterances when their reconstructions are no longer cached): the report reads the per-utterance rows written by
 ``benchmarks.run`` (schema in ``docs/results-format.md``) and writes, into the run directory,
 
 * ``summary.csv`` -- every statistic, one row per codec (machine-readable, full precision);
@@ -10,7 +11,12 @@ Nothing is recomputed from audio: the report reads the per-utterance rows writte
   (usage, entropy, entropy / log2 V, perplexity; per stream, pooled per vocabulary size and for
   the whole frame), counted from the token files ``tokens/<codec>/<utt>.npy`` with
   :class:`metrics.codebook.CodebookStats` (:mod:`benchmarks.codebook_report`);
-* the rate-quality plots of :mod:`benchmarks.plots` (PNG + PDF).
+* the rate-quality plots of :mod:`benchmarks.plots` (PNG + PDF);
+* ``report.html`` with its ``listen/`` folder (:mod:`benchmarks.html_report`; ``--no-html`` skips it,
+  ``--listen N`` sizes its listening grid).
+
+With ``--html OUT.html RUN_DIR [RUN_DIR ...]`` it writes a leaderboard merging the runs instead
+(:mod:`benchmarks.leaderboard`).
 
 Tables are rendered by :mod:`benchmarks.tables`; the statistics (percentile bootstrap with
 ``scipy.stats.bootstrap``, corpus pooling) come from :mod:`metrics.stats`.
@@ -40,7 +46,8 @@ Statistics per codec (over rows with ``status == "ok"``):
 
 Usage::
 
-    python -m benchmarks.report RUN_DIR [--n-boot 2000] [--seed 0] [--no-plots]
+    python -m benchmarks.report RUN_DIR [--n-boot 2000] [--seed 0] [--no-plots] [--listen 3] [--no-html]
+    python -m benchmarks.report --html OUT.html RUN_DIR [RUN_DIR ...] [--allow-mixed]
 """
 from __future__ import annotations
 
@@ -55,8 +62,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.selfcheck import is_flagged, load_self_checks, status_of
 from benchmarks.codebook_report import CODEBOOK_STEM, add_codebook_columns, write_codebook_reports
-from benchmarks.tables import display_table, to_latex, to_markdown
+from benchmarks.tables import display_table, fmt_ci, to_latex, to_markdown
 from metrics import stats
 from metrics.stats import DEFAULT_CONFIDENCE, DEFAULT_N_BOOT, DEFAULT_SEED, bootstrap_ci, corpus_rate
 
@@ -323,6 +331,22 @@ def _provenance(run_dir: Path) -> str:
     return "; ".join(parts) if parts else "manifest.json has no revision/ASR/resampler fields."
 
 
+def _perceptual_note(summary: pd.DataFrame) -> str:
+    """Sentences on the self-check flags and the original's perceptual level, for summary.md."""
+    text = ""
+    if "self_check" in summary.columns and summary["self_check"].map(is_flagged).any():
+        text += (" ⚠: the codec failed a self-check (column self-check; details in selfcheck.json): its rows "
+                 "are not to be trusted, and the plots leave it off the Pareto front.")
+    refs = [(c, label) for c, label in (("dnsmos_ovrl", "DNSMOS OVRL"), ("dnsmos_p808", "DNSMOS P.808"),
+                                        ("distillmos", "DistillMOS"), ("utmos", "UTMOS"))
+            if f"{c}_ref_mean" in summary.columns and summary[f"{c}_ref_mean"].notna().any()]
+    if refs:
+        best = summary.loc[summary["n_ok"].idxmax()]
+        parts = [f"{label} {fmt_ci(best, c + '_ref', 2, 1.0)}" for c, label in refs]
+        text += f" The uncompressed originals of {best['codec']}'s {int(best['n_ok'])} utterances score " + ", ".join(parts) + "."
+    return text
+
+
 def write_reports(
     run_dir: str | Path,
     n_resamples: int = DEFAULT_N_BOOT,
@@ -344,6 +368,9 @@ def write_reports(
     df = load_results(run_dir)
     summary = summarize(df, n_resamples, confidence, seed)
     summary = add_codebook_columns(summary, write_codebook_reports(df, run_dir))
+    checks = load_self_checks(run_dir)
+    if len(summary):
+        summary.insert(1, "self_check", [status_of(checks, c) for c in summary["codec"]])
     summary.to_csv(run_dir / f"{SUMMARY_STEM}.csv", index=False)
     table = display_table(summary) if len(summary) else pd.DataFrame({"Codec": []})
     note = f"Mean over utterances [{confidence:.0%} percentile-bootstrap CI, {n_resamples} resamples, seed {seed}]"
@@ -357,6 +384,7 @@ def write_reports(
     if "codebook_usage" in summary.columns:
         note += (" Codebook usage, H / log2 V and perplexity over the whole corpus, all streams of the frame "
                  f"(per-stream values in {CODEBOOK_STEM}.md).")
+    note += _perceptual_note(summary)
     md = [f"# Summary of {run_dir.name}", "", to_markdown(table), note, "", f"Provenance: {_provenance(run_dir)}", ""]
     (run_dir / f"{SUMMARY_STEM}.md").write_text("\n".join(md), encoding="utf-8")
     (run_dir / f"{SUMMARY_STEM}.tex").write_text(
@@ -371,20 +399,48 @@ def write_reports(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="run directory holding results.jsonl")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0],
+        epilog="python -m benchmarks.report --html OUT.html RUN_DIR [RUN_DIR ...] merges runs into a leaderboard page")
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="run directory holding results.jsonl (several only with --html)")
     parser.add_argument("--n-boot", type=int, default=DEFAULT_N_BOOT, help="bootstrap resamples (default 2000)")
     parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE, help="CI coverage (default 0.95)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="bootstrap seed (default 0)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG/PDF figures")
+    parser.add_argument("--no-html", action="store_true", help="skip report.html")
+    parser.add_argument("--listen", type=int, default=3, metavar="N",
+                        help="utterances in report.html's listening grid (default 3; 0: none)")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="cache the listening grid reads reconstructions from (default: the run's --cache-dir)")
+    parser.add_argument("--html", type=Path, default=None, metavar="OUT.html",
+                        help="write a leaderboard of the RUN_DIRs (newest run wins per codec) to OUT.html")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="with --html: merge runs made on different data or protocols (the page says so)")
     args = parser.parse_args(argv)
+    from benchmarks import html_report, leaderboard
+
     try:
-        summary = write_reports(args.run_dir, args.n_boot, args.confidence, args.seed, plots=not args.no_plots)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if args.html is not None:
+            page = leaderboard.write_leaderboard(args.html, args.run_dirs, allow_mixed=args.allow_mixed)
+            print(f"wrote {page}")
+            return 0
+        if len(args.run_dirs) != 1:
+            raise ValueError(f"one RUN_DIR at a time, got {len(args.run_dirs)} (several only with --html OUT.html)")
+        if args.listen < 0:
+            raise ValueError(f"--listen must be 0 or more utterances, got {args.listen}")
+        run_dir = args.run_dirs[0]
+        summary = write_reports(run_dir, args.n_boot, args.confidence, args.seed, plots=not args.no_plots)
+        print(to_markdown(display_table(summary)) if len(summary) else "no rows in results.jsonl")
+        print(f"wrote {run_dir / (SUMMARY_STEM + '.csv')}, .md, .tex")
+        if not args.no_html:
+            page = html_report.write_run_report(run_dir, summary, listen=args.listen, cache_dir=args.cache_dir)
+            listen_bytes = html_report.page_bytes(run_dir) - page.stat().st_size
+            print(f"wrote {page} ({html_report.format_size(page.stat().st_size)} page + "
+                  f"{html_report.format_size(listen_bytes)} audio and spectrograms)")
+    except (FileNotFoundError, ValueError) as exc:  # leaderboard.MergeRefused is a ValueError
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
-    print(to_markdown(display_table(summary)) if len(summary) else "no rows in results.jsonl")
-    print(f"wrote {args.run_dir / (SUMMARY_STEM + '.csv')}, .md, .tex")
     return 0
 
 

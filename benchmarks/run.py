@@ -22,6 +22,7 @@ from pathlib import Path
 from audiocore.device import VALID_DEVICES
 from audiocore.device import resolve_device as _resolve_device
 from benchmarks import store
+from benchmarks.protocols import get_protocol
 from benchmarks.runconfig import DEFAULT_ASR, RunConfig, UserError
 from benchmarks.runner import run_benchmark, skipped_lines
 
@@ -55,16 +56,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true",
                    help="recompute everything: ignore the cache and start results.jsonl afresh")
     asr = p.add_mutually_exclusive_group()
-    asr.add_argument("--asr", default=DEFAULT_ASR, metavar="BACKEND[:MODEL]",
-                     help=f"ASR backend for WER/CER/dWER (default: {DEFAULT_ASR})")
+    asr.add_argument("--asr", default=_PROTOCOL_ASR, metavar="BACKEND[:MODEL]",
+                     help=f"ASR backend for WER/CER/dWER (default: the protocol's; {DEFAULT_ASR} for the default "
+                          "protocol; hubert-ctc = HuBERT-large greedy CTC)")
     asr.add_argument("--no-asr", dest="asr", action="store_const", const=None, help="skip WER/CER/dWER")
     p.add_argument("--cache-dir", type=Path, default=None,
                    help=f"cache of reconstructions and metric values (default: {store.default_cache_dir()})")
     p.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
                    help="folder holding neural-codec weights as <DIR>/<repo id>/ (e.g. DIR/facebook/encodec_24khz); "
                         "searched before $JEPA_DAAM_WEIGHTS and the Hugging Face cache (docs/codecs-neural.md)")
-    p.add_argument("--no-report", dest="report", action="store_false", help="do not write summary tables")
+    p.add_argument("--protocol", default="default", metavar="default|A|B",
+                   help="metric set: default (everything that runs offline: DNSMOS, DistillMOS, Resemblyzer, "
+                        "Whisper tiny.en), A (BigCodec/X-codec2: HuBERT CTC WER, WavLM SIM, UTMOS), "
+                        "B (FocalCodec/DASB: UTMOS, WavLM-base-sv SIM, Whisper-small dWER); docs/metrics-perceptual.md")
+    p.add_argument("--no-perceptual", dest="perceptual", action="store_false",
+                   help="skip the perceptual (DNSMOS, DistillMOS, UTMOS) and speaker-similarity columns")
+    p.add_argument("--offline", action="store_true",
+                   help="never touch the network: no weight downloads (as HF_HUB_OFFLINE=1)")
+    p.add_argument("--no-report", dest="report", action="store_false",
+                   help="do not write summary tables, plots and report.html")
+    p.add_argument("--listen", type=int, default=3, metavar="N",
+                   help="utterances in report.html's listening grid, chosen to span the data set (default: 3; 0: none)")
     return p
+
+
+#: ``--asr`` default: the protocol picks the ASR (and may fall back to its stated substitute).
+_PROTOCOL_ASR = "protocol"
 
 
 def _default_out(data: str, codecs: str) -> Path:
@@ -83,15 +100,24 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
         raise UserError(f"--data path not found: {args.data}")
     if args.weights_dir is not None and not args.weights_dir.expanduser().is_dir():
         raise UserError(f"--weights-dir {args.weights_dir}: not a folder")
+    if args.listen < 0:
+        raise UserError(f"--listen must be 0 or more utterances, got {args.listen}")
     if args.asr is not None and not args.asr.strip():
         raise UserError("--asr needs a backend such as faster-whisper:tiny.en (or use --no-asr)")
+    try:
+        protocol = get_protocol(args.protocol)
+    except ValueError as exc:
+        raise UserError(f"--protocol: {exc}") from exc
+    from_protocol = args.asr == _PROTOCOL_ASR
     return RunConfig(
         codecs=args.codecs, data=args.data, limit=args.limit,
         out=(args.out or _default_out(args.data, args.codecs)).expanduser(),
         device=resolve_device(args.device), resume=args.resume and not args.force, force=args.force,
-        asr=args.asr, cache_dir=(args.cache_dir or store.default_cache_dir()).expanduser(),
+        asr=protocol.asr if from_protocol else args.asr, cache_dir=(args.cache_dir or store.default_cache_dir()).expanduser(),
         report=args.report, argv=tuple(argv),
         weights_dir=None if args.weights_dir is None else args.weights_dir.expanduser().resolve(),
+        protocol=protocol.name, perceptual=args.perceptual, offline=args.offline, asr_from_protocol=from_protocol,
+        listen=args.listen,
     )
 
 
@@ -118,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               + ", ".join(f"{reason} {n}" for reason, n in stats.failures.items()))
     print(f"results: {cfg.out / store.RESULTS_FILE}; cache {cfg.cache_dir}: "
           f"{store.format_bytes(cache.size_bytes())} in {cache.n_entries()} entries")
+    if stats.report_html:
+        print(stats.report_html)
     return 0
 
 

@@ -5,7 +5,7 @@
 previous run of the same code version finished, evaluates the others one utterance at a time
 (:class:`benchmarks.evaluate.Runner`: load, resample, encode, decode, metrics, ASR) and appends
 each row to ``results.jsonl`` as it finishes (``benchmarks.store``), then writes the summary
-tables (``benchmarks.report``). Any exception for one pair becomes an error row; the run goes on.
+tables (``benchmarks.report``) and ``report.html`` (``benchmarks.html_report``). Any exception for one pair becomes an error row; the run goes on.
 """
 from __future__ import annotations
 
@@ -136,6 +136,7 @@ class RunStats:
         skipped: (spec, reason) of unavailable codecs.
         wall_s: wall time of the invocation (s).
         summary: the Markdown summary printed at the end.
+        report_html: the line about ``report.html`` printed at the end ('' without a report).
     """
 
     computed: int = 0
@@ -146,6 +147,7 @@ class RunStats:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     wall_s: float = 0.0
     summary: str = ""
+    report_html: str = ""
 
 
 def _data_checksums(utts: Sequence[Any]) -> dict[str, str | None]:
@@ -227,6 +229,8 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
     cfg.out.mkdir(parents=True, exist_ok=True)
     store.atomic_write_json(cfg.out / store.SKIPPED_FILE, [{"codec": s, "reason": r} for s, r in skipped])
     protocol = get_protocol(cfg.protocol)
+    if cfg.offline:  # every library below (huggingface_hub, transformers) stays off the network too
+        os.environ["HF_HUB_OFFLINE"] = "1"
     asr, substitutions = protocol_asr(cfg, protocol)
     for line in substitutions:
         _print(f"substitution: {line}")
@@ -239,6 +243,7 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
     checks = run_self_checks(codecs, self_check_waves(utts, checksums), cfg.out, log=lambda line: print(line, flush=True))
     manifest = provenance.manifest_dict(cfg, version, codecs, skipped, asr, checksums, seeds, utts)
     manifest.update(started=started, status="running", protocol=protocol.name, substitutions=substitutions,
+                    offline=bool(cfg.offline or os.environ.get("HF_HUB_OFFLINE")),
                     perceptual=quality.info() if cfg.perceptual else None,
                     self_checks={name: rep.to_json() for name, rep in checks.items()})
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
@@ -277,6 +282,8 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
                     cache={"dir": str(cfg.cache_dir), "hits": runner.cache.hits, "misses": runner.cache.misses,
                            "size_bytes": runner.cache.size_bytes(), "entries": runner.cache.n_entries()})
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
+    if cfg.report:  # after the final manifest, so the page shows the finished run's provenance
+        stats.report_html = write_html_report(cfg, codecs)
     return stats
 
 
@@ -296,6 +303,19 @@ def write_summary(run_dir: Path) -> str:
         return simple_summary(run_dir)
     report.write_reports(run_dir)
     return (Path(run_dir) / "summary.md").read_text(encoding="utf-8")
+
+
+def write_html_report(cfg: RunConfig, codecs: Sequence[Codec]) -> str:
+    """Write ``report.html`` with its listening grid (``benchmarks.html_report``); returns a line
+    naming the page and its size. The grid's reconstructions are cache hits of this run; the run's
+    codec objects are reused for the keys."""
+    from benchmarks import html_report, listening
+
+    audio = listening.RunAudio(cfg.out, cfg.cache_dir, codecs=codecs)
+    page = html_report.write_run_report(cfg.out, listen=cfg.listen, audio=audio)
+    listen_bytes = html_report.page_bytes(cfg.out) - page.stat().st_size
+    return (f"report: {page} ({html_report.format_size(page.stat().st_size)} page + "
+            f"{html_report.format_size(listen_bytes)} audio and spectrograms in {listening.LISTEN_DIR}/)")
 
 
 def simple_summary(run_dir: Path) -> str:
