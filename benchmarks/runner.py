@@ -240,7 +240,13 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
     substitutions += quality.substitutions
     version = provenance.code_version()
     checksums = _data_checksums(utts)
-    checks = run_self_checks(codecs, self_check_waves(utts, checksums), cfg.out, log=lambda line: print(line, flush=True))
+    waves = self_check_waves(utts, checksums)
+    clips = [checksums.get(uid) for uid, _, _ in waves]
+    cache = store.ResultCache(cfg.cache_dir, read=not cfg.force)
+    checks = run_self_checks(
+        codecs, waves, cfg.out, log=lambda line: print(line, flush=True), cache=cache,
+        key=lambda c: store.cache_key(kind="selfcheck", codec=c.name, weights=provenance.codec_weights_hash(c),
+                                      code=version.codec, metrics=version.metrics, clips=clips))
     manifest = provenance.manifest_dict(cfg, version, codecs, skipped, asr, checksums, seeds, utts)
     manifest.update(started=started, status="running", protocol=protocol.name, substitutions=substitutions,
                     offline=bool(cfg.offline or os.environ.get("HF_HUB_OFFLINE")),
@@ -251,7 +257,7 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
     results = _prepare_results(cfg)
     done = store.finished_keys(_this_version(store.load_rows(results), version), _row_complete(asr, quality)) \
         if cfg.resume else set()
-    runner = Runner(cfg, version, store.ResultCache(cfg.cache_dir, read=not cfg.force), asr, quality)
+    runner = Runner(cfg, version, cache, asr, quality)
     with store.ResultsWriter(results) as writer, _progress(len(codecs) * len(utts)) as bar:
         for utt in utts:
             todo = [c for c in codecs if (c.name, utt.id) not in done]

@@ -211,14 +211,34 @@ NOT_RUN = "not run"
 """``self_check`` value of a codec that has no self-check record (older runs)."""
 
 
+def _from_record(rec: dict[str, Any]) -> SelfCheckReport:
+    checks = [CheckResult(str(c["name"]), bool(c["passed"]), str(c["detail"])) for c in rec.get("checks", [])]
+    return SelfCheckReport(codec=str(rec["codec"]), checks=checks, clips=tuple(rec.get("clips", ("", ""))),
+                           seconds=float(rec.get("seconds", 0.0)))
+
+
 def run_self_checks(codecs: Sequence[Codec], waves: Sequence[tuple[str, np.ndarray, int]],
-                    run_dir: Any = None, log: Callable[[str], None] | None = None) -> dict[str, SelfCheckReport]:
+                    run_dir: Any = None, log: Callable[[str], None] | None = None,
+                    key: Callable[[Codec], str] | None = None, cache: Any = None) -> dict[str, SelfCheckReport]:
     """Self-check every codec, print one line each (``log``) and write :data:`SELFCHECK_FILE`
-    into ``run_dir`` (merged with the records of codecs checked by earlier invocations)."""
+    into ``run_dir`` (merged with the records of codecs checked by earlier invocations).
+
+    With a ``cache`` (``get(kind, key)`` / ``put(kind, key, values)``, e.g.
+    ``benchmarks.store.ResultCache``) and ``key(codec)`` (codec, weights, code version, clips), a
+    codec checked before is not encoded again: resumed and repeated runs reuse the record."""
     import json
     from pathlib import Path
 
-    reports = {c.name: self_check(c, waves) for c in codecs}
+    reports: dict[str, SelfCheckReport] = {}
+    for codec in codecs:
+        k = key(codec) if key is not None and cache is not None else None
+        hit = cache.get("selfcheck", k) if k is not None else None
+        if hit is not None:
+            reports[codec.name] = _from_record(hit.values)
+            continue
+        reports[codec.name] = self_check(codec, waves)
+        if k is not None:
+            cache.put("selfcheck", k, reports[codec.name].to_json())
     for rep in reports.values():
         if log is not None:
             log(rep.line())

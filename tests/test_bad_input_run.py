@@ -98,7 +98,7 @@ def bad_run(tmp_path_factory, eval_rows):
     manifest, files = _build_manifest(tmp, eval_rows)
     out = tmp / "run"
     code, stdout, stderr = call_main(["--codecs", ",".join(CODECS), "--data", str(manifest), "--out", str(out),
-                                      "--cache-dir", str(tmp / "cache"), "--no-asr", "--device", "cpu"])
+                                      "--cache-dir", str(tmp / "cache"), "--no-asr", "--no-perceptual", "--device", "cpu"])
     rows = {store.row_key(r): r for r in store.load_rows(out)}
     return {"code": code, "stdout": stdout, "stderr": stderr, "out": out, "rows": rows, "files": files}
 

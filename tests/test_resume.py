@@ -20,6 +20,11 @@ from test_run_cli import REPO_ROOT, SHORT_IDS, call_main, write_manifest
 VOLATILE = (*runconfig.TIMING_COLUMNS, "from_cache")
 
 
+SELF_CHECK = 4
+"""Encodes of one codec's self-check (benchmarks.selfcheck: two clips, silence, one repeat); it is
+cached like a reconstruction, so resumed and repeated runs do not encode again."""
+
+
 @pytest.fixture
 def encode_calls(monkeypatch) -> Counter:
     """Count `encode` calls per codec (warm-up included) of every codec the runner builds."""
@@ -52,9 +57,9 @@ def comparable(rows: list[dict]) -> dict[tuple[str, str], dict]:
 def test_rerun_recomputes_nothing_and_cache_serves_new_out(tmp_path, eval_rows, encode_calls) -> None:
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:2])
     args = ["--codecs", "pcm,opus@12k", "--data", str(manifest), "--cache-dir", str(tmp_path / "cache"),
-            "--no-asr", "--no-report"]
+            "--no-asr", "--no-perceptual", "--no-report"]
     assert call_main([*args, "--out", str(tmp_path / "a")])[0] == 0
-    assert encode_calls == {"pcm": 3, "opus@12k": 3}  # 1 warm-up + 2 utterances each
+    assert encode_calls == {"pcm": 3 + SELF_CHECK, "opus@12k": 3 + SELF_CHECK}  # warm-up + 2 utterances + self-check
     results = tmp_path / "a" / "results.jsonl"
     first_bytes, first_mtime = results.read_bytes(), results.stat().st_mtime_ns
 
@@ -72,7 +77,7 @@ def test_rerun_recomputes_nothing_and_cache_serves_new_out(tmp_path, eval_rows, 
     assert comparable(rows_b) == comparable(store.load_rows(tmp_path / "a"))
 
     code, stdout, _ = call_main([*args, "--out", str(tmp_path / "b"), "--force"])  # recompute everything
-    assert code == 0 and encode_calls == {"pcm": 3, "opus@12k": 3}
+    assert code == 0 and encode_calls == {"pcm": 3 + SELF_CHECK, "opus@12k": 3 + SELF_CHECK}
     assert "4 rows computed" in stdout and (tmp_path / "b" / "results.prev.jsonl").exists()
     assert len((tmp_path / "b" / "results.jsonl").read_text().splitlines()) == 4
 
@@ -81,9 +86,9 @@ def test_changed_audio_or_code_is_not_served_from_cache(tmp_path, eval_rows, enc
     import soundfile as sf
 
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
-    args = ["--codecs", "pcm", "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-report"]
+    args = ["--codecs", "pcm", "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-perceptual", "--no-report"]
     assert call_main([*args, "--data", str(manifest), "--out", str(tmp_path / "a")])[0] == 0
-    assert encode_calls["pcm"] == 2
+    assert encode_calls["pcm"] == 2 + SELF_CHECK
 
     # same utterance id, same duration, different samples -> new checksum -> recomputed
     row = {r["id"]: r for r in eval_rows}[SHORT_IDS[0]]
@@ -93,13 +98,13 @@ def test_changed_audio_or_code_is_not_served_from_cache(tmp_path, eval_rows, enc
     changed.mkdir()
     write_manifest(changed, [], (), [{**row, "path": str(tmp_path / "quieter.wav")}])
     code, stdout, _ = call_main([*args, "--data", str(changed / "manifest.tsv"), "--out", str(tmp_path / "b")])
-    assert code == 0 and "1 rows computed, 0 from cache" in stdout and encode_calls["pcm"] == 4
+    assert code == 0 and "1 rows computed, 0 from cache" in stdout and encode_calls["pcm"] == 2 * (2 + SELF_CHECK)  # new audio: new self-check clips
 
     # same audio, changed codec code -> recomputed
     real = provenance.code_version()
     monkeypatch.setattr(provenance, "code_version", lambda: provenance.CodeVersion(real.codec + "0", real.metrics, "changed"))
     code, stdout, _ = call_main([*args, "--data", str(manifest), "--out", str(tmp_path / "c")])
-    assert code == 0 and "1 rows computed, 0 from cache" in stdout and encode_calls["pcm"] == 6
+    assert code == 0 and "1 rows computed, 0 from cache" in stdout and encode_calls["pcm"] == 3 * (2 + SELF_CHECK)
 
 
 def _line_count(path: Path) -> int:
@@ -112,7 +117,7 @@ def _line_count(path: Path) -> int:
 def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path, eval_rows) -> None:
     ids = (*SHORT_IDS, "ps_cards_004", "ps_cards_002", "3005-163389-0007")
     manifest = write_manifest(tmp_path, eval_rows, ids)
-    common = ["--codecs", "pcm,opus@12k", "--data", str(manifest), "--no-asr", "--no-report"]
+    common = ["--codecs", "pcm,opus@12k", "--data", str(manifest), "--no-asr", "--no-perceptual", "--no-report"]
     n_rows = 2 * len(ids)
 
     # uninterrupted reference, with its own cache so nothing is shared with the killed run
@@ -147,8 +152,8 @@ def test_sigkill_midway_then_resume_equals_uninterrupted_run(tmp_path, eval_rows
 def test_turning_asr_on_adds_wer_without_re_encoding(tmp_path, eval_rows, encode_calls) -> None:
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
     args = ["--codecs", "pcm", "--data", str(manifest), "--out", str(tmp_path / "o"),
-            "--cache-dir", str(tmp_path / "cache"), "--no-report"]
-    assert call_main([*args, "--no-asr"])[0] == 0
+            "--cache-dir", str(tmp_path / "cache"), "--no-report", "--no-perceptual"]
+    assert call_main([*args, "--no-asr", "--no-perceptual"])[0] == 0
     encode_calls.clear()
     code, stdout, stderr = call_main([*args, "--asr", "faster-whisper:tiny.en"])
     assert code == 0, stderr

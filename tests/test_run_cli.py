@@ -53,7 +53,7 @@ def cli_run(tmp_path_factory, eval_rows):
     manifest = write_manifest(tmp, eval_rows, SHORT_IDS, bad)
     out = tmp / "run"
     code, stdout, stderr = call_main(["--codecs", "pcm,opus@12k", "--data", str(manifest), "--out", str(out),
-                                      "--cache-dir", str(tmp / "cache"), "--no-asr", "--device", "auto"])
+                                      "--cache-dir", str(tmp / "cache"), "--no-asr", "--no-perceptual", "--device", "auto"])
     return {"code": code, "stdout": stdout, "stderr": stderr, "out": out, "manifest": manifest}
 
 
@@ -153,7 +153,7 @@ def test_missing_data_path_is_a_one_line_user_error(tmp_path) -> None:
 
 def test_entry_point_prints_no_traceback(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--codecs", "pcm", "--data",
-                           str(tmp_path / "missing"), "--no-asr"], cwd=REPO_ROOT, capture_output=True,
+                           str(tmp_path / "missing"), "--no-asr", "--no-perceptual"], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"error: --data path not found: {tmp_path / 'missing'}"]
@@ -223,7 +223,7 @@ def test_token_rows_carry_vocab_sizes_and_report_counts_codebooks(tmp_path, eval
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:2])
     out = tmp_path / "run"
     code, _, stderr = call_main(["--codecs", "toy-tokens", "--data", str(manifest), "--out", str(out),
-                                 "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--device", "cpu"])
+                                 "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-perceptual", "--device", "cpu"])
     assert code == 0, stderr
     rows = store.load_rows(out)
     assert [r["status"] for r in rows] == ["ok", "ok"]
@@ -252,7 +252,7 @@ def test_rows_without_vocab_sizes_are_redone_on_resume() -> None:
 def test_rows_of_another_code_version_are_redone_on_resume(tmp_path, eval_rows) -> None:
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
     args = ["--codecs", "pcm", "--data", str(manifest), "--out", str(tmp_path / "run"),
-            "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-report"]
+            "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-perceptual", "--no-report"]
     assert call_main(args)[0] == 0
     results = tmp_path / "run" / "results.jsonl"
     row = json.loads(results.read_text().splitlines()[0])
@@ -272,7 +272,7 @@ def test_weights_dir_is_passed_to_neural_codecs(tmp_path, eval_rows, monkeypatch
     weights.mkdir()
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
     code, stdout, stderr = call_main(["--codecs", "pcm,encodec@6k", "--data", str(manifest), "--out",
-                                      str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"), "--no-asr",
+                                      str(tmp_path / "run"), "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-perceptual",
                                       "--no-report", "--weights-dir", str(weights)])
     assert code == 0, stderr
     reason = json.loads((tmp_path / "run" / "skipped.json").read_text())[0]
