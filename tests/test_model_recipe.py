@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from jepa import loudness
-from jepa.codec import DEFAULT_CHECKPOINT, JEPACodec
+from jepa.codec import JEPACodec
 from jepa.config import PAPER, PAPER_REFERENCE, PRESETS, SMALL, SMALL_50HZ, SMALL_REFERENCE, config_from_dict, \
     config_to_dict
 from jepa.daam import GaussianMixtureGate
@@ -140,5 +141,5 @@ def test_missing_keys_mean_the_paper_recipe():
     loaded = config_from_dict(old).model
     assert loaded == dataclasses.replace(SMALL_REFERENCE.model)
     assert config_from_dict(config_to_dict(PAPER_REFERENCE)) == PAPER_REFERENCE
-    shipped = JEPACodec.load(DEFAULT_CHECKPOINT)
-    assert shipped.config.model.init == "reference" and shipped.header_vocab_sizes == ()
+    v1 = JEPACodec.load(Path(__file__).resolve().parent / "data" / "jepa_daam_small_v1_collapsed.safetensors")
+    assert v1.config.model.init == "reference" and v1.header_vocab_sizes == ()

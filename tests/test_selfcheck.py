@@ -14,7 +14,7 @@ from audiocore.hashing import file_sha256
 from benchmarks import selfcheck as sc
 from tests.conftest import EVAL_MANIFEST
 
-COLLAPSED = Path(__file__).resolve().parents[1] / "jepa" / "checkpoints" / "jepa_daam_small.safetensors"
+COLLAPSED = Path(__file__).resolve().parent / "data" / "jepa_daam_small_v1_collapsed.safetensors"
 COLLAPSED_SHA256 = "efabae2130b77cec66a7dc53f9a5d4fd716bc1bed155a7f05738c6b0a8f7f360"
 """The format-2 checkpoint shipped in December 2026, whose encoder ignores its input."""
 

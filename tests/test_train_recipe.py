@@ -29,6 +29,9 @@ from jepa.train.common import TrainArgs, load_data
 from jepa.train.runtime import Runtime
 from test_train import TINY, _common, _states_equal
 
+#: The collapsed jepa-daam@small of the first release (format 2): its encoder ignores its input.
+COLLAPSED_V1 = Path(__file__).resolve().parent / "data" / "jepa_daam_small_v1_collapsed.safetensors"
+
 CPU = Runtime(torch.device("cpu"))
 
 
@@ -242,9 +245,9 @@ def test_crop_dataset_pads_short_utterances_with_exact_zeros():
 # ---- the collapse monitor -------------------------------------------------------------------------
 
 def test_monitor_sees_the_shipped_collapsed_encoder_and_passes_healthy_inits(eval_clips):
-    from jepa.codec import DEFAULT_CHECKPOINT, JEPACodec
+    from jepa.codec import JEPACodec
 
-    shipped = JEPACodec.load(DEFAULT_CHECKPOINT)
+    shipped = JEPACodec.load(COLLAPSED_V1)
     mon = CollapseMonitor(eval_clips, shipped.encoder, shipped.quantize, lambda w: shipped.normalize_loudness(w)[0])
     values = mon.measure()
     t_z = shipped.encoder.num_frames(eval_clips.shape[-1])
@@ -311,9 +314,9 @@ def test_monitor_holds_out_the_last_long_utterances(eval_manifest):
 def test_training_stops_on_the_shipped_collapsed_encoder(eval_manifest, monitor_manifest, tmp_path):
     """Stage 2 on the shipped checkpoint's (collapsed) encoder: the monitor stops it at its first
     check with exit status 3, a one-line message and a saved checkpoint."""
-    from jepa.codec import DEFAULT_CHECKPOINT, JEPACodec
+    from jepa.codec import JEPACodec
 
-    shipped = JEPACodec.load(DEFAULT_CHECKPOINT)
+    shipped = JEPACodec.load(COLLAPSED_V1)
     cfg = dataclasses.replace(shipped.config, stage2=dataclasses.replace(
         shipped.config.stage2, steps=3, batch_size=1, crop_seconds=1.6, monitor_every=1, monitor_clips=3,
         monitor_seconds=2.0, monitor_min_std=DEFAULT_MIN_STD))
