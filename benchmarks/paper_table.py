@@ -15,9 +15,14 @@ Four tables (Markdown ``paper_tables.md`` and LaTeX ``paper_tables.tex``):
 Published numbers come only from ``results/reference/published.csv`` (each row cites its source);
 a table whose inputs are missing says so instead of being left out silently.
 
+Measured rows come from ``--run``; every metric there that differs from a published protocol's
+(Whisper tiny.en in place of HuBERT, Resemblyzer in place of WavLM, UTMOS missing) is labelled in
+the row. With ``--measure CODECS``, protocols A and B are run (``benchmarks.run --protocol A|B``)
+when their models are on disk or downloadable, and their tables use those runs.
+
 Usage::
 
-    python -m benchmarks.paper_table [--run RUN_DIR] [--out DIR]
+    python -m benchmarks.paper_table [--run RUN_DIR] [--out DIR] [--measure CODECS --data DATA]
 """
 from __future__ import annotations
 
@@ -271,16 +276,21 @@ def _run_protocol(run_dir: Path | None) -> str:
     return f"{n} utterances from {data}; ASR {asr_text}; resampler {m.get('resampler', '?')}; metrics at {m.get('metric_sample_rate', '?')} Hz"
 
 
-def reconstruction_tables(published: pd.DataFrame, summary: pd.DataFrame | None, run_dir: Path | None) -> list[Table]:
-    """(d) one table per protocol: published rows, then measured rows of the same families."""
+def reconstruction_tables(published: pd.DataFrame, summary: pd.DataFrame | None, run_dir: Path | None,
+                          protocol_runs: dict[str, Path] | None = None) -> list[Table]:
+    """(d) one table per protocol: published rows, then measured rows of the same families (from
+    the protocol's own run when ``protocol_runs`` has one, else from ``run_dir``)."""
     tables = []
-    manifest = _manifest(run_dir)
+    base_summary, base_dir = summary, run_dir
     for protocol, differences in (
         ("A", "Protocol A: full LibriSpeech test-clean (2620 utterances), 16 kHz, WER with hubert-large-ls960-ft "
               "(HuBERT CTC, no LM), SPK-SIM with WavLM-large, UTMOS."),
         ("B", "Protocol B: LibriSpeech test-clean, 16 kHz, dWER = WER of Whisper-small on the reconstruction against "
               "Whisper-small on the reference, Sim with WavLM-base-SV (x100), UTMOS; no PESQ/STOI by design."),
     ):
+        run_dir = (protocol_runs or {}).get(protocol, base_dir)
+        summary = _summary(run_dir) if run_dir is not base_dir else base_summary
+        manifest = _manifest(run_dir)
         measured = _measured_recon(summary, protocol, manifest) if summary is not None else pd.DataFrame()
         pub = _published_recon(published, protocol)
         if pub.empty:
@@ -304,17 +314,66 @@ def reconstruction_tables(published: pd.DataFrame, summary: pd.DataFrame | None,
 # ----------------------------------------------------------------------------------------------
 # Rendering and CLI
 # ----------------------------------------------------------------------------------------------
-def build_tables(run_dir: Path | None, published_csv: Path = PUBLISHED_CSV, ablation_csv: Path = ABLATION_CSV) -> list[Table]:
-    """All paper tables; ``run_dir`` may be None (no measured rate/reconstruction rows)."""
-    published = load_published(published_csv)
-    summary = report.summarize(report.load_results(run_dir), n_resamples=1000) if run_dir is not None else None
-    if summary is not None:
-        from benchmarks.selfcheck import load_self_checks, status_of
+def _summary(run_dir: Path | None) -> pd.DataFrame | None:
+    """The run's per-codec summary with its ``self_check`` column (None without a run)."""
+    if run_dir is None:
+        return None
+    from benchmarks.selfcheck import load_self_checks, status_of
 
-        checks = load_self_checks(run_dir)
-        summary["self_check"] = [status_of(checks, c) for c in summary["codec"]]
+    summary = report.summarize(report.load_results(run_dir), n_resamples=1000)
+    checks = load_self_checks(run_dir)
+    summary["self_check"] = [status_of(checks, c) for c in summary["codec"]]
+    return summary
+
+
+def build_tables(run_dir: Path | None, published_csv: Path = PUBLISHED_CSV, ablation_csv: Path = ABLATION_CSV,
+                 protocol_runs: dict[str, Path] | None = None) -> list[Table]:
+    """All paper tables; ``run_dir`` may be None (no measured rate/reconstruction rows);
+    ``protocol_runs`` maps ``A`` / ``B`` to runs made with that ``--protocol``."""
+    published = load_published(published_csv)
+    summary = _summary(run_dir)
     return [parameter_table(published), rate_table(published, summary), loss_table(published, ablation_csv),
-            *reconstruction_tables(published, summary, run_dir)]
+            *reconstruction_tables(published, summary, run_dir, protocol_runs)]
+
+
+def protocol_unavailable(protocol: str, weights_dir: Path | None = None, offline: bool = False) -> str | None:
+    """None when every model of published protocol ``A`` / ``B`` is on disk or could be downloaded
+    now (which downloads it), else the first reason."""
+    from audiocore.weights import WeightsUnavailable, resolve_weights
+    from metrics.asr.hubert import HUBERT_SOURCE
+    from metrics.perceptual import UTMOS_SOURCE
+    from metrics.speaker import WAVLM_SV_SOURCE
+
+    sources = {"A": (UTMOS_SOURCE, WAVLM_SV_SOURCE, HUBERT_SOURCE), "B": (UTMOS_SOURCE, WAVLM_SV_SOURCE)}[protocol]
+    for source in sources:
+        try:
+            resolve_weights(source.repo_id, source, weights_dir, download=True, offline=offline)
+        except WeightsUnavailable as exc:
+            return str(exc)
+    return None
+
+
+def measure_protocols(codecs: str, data: str, out_root: Path, *, limit: int | None = None,
+                      weights_dir: Path | None = None, offline: bool = False) -> dict[str, Path]:
+    """Run ``benchmarks.run --protocol P`` for each published protocol whose models are present
+    (or downloadable); returns the runs made. A protocol without its models is reported and left
+    to the labelled substitutes of the ``--run`` rows."""
+    from benchmarks import run as run_cli
+
+    runs: dict[str, Path] = {}
+    for protocol in ("A", "B"):
+        reason = protocol_unavailable(protocol, weights_dir, offline)
+        if reason:
+            print(f"protocol {protocol}: not measured ({reason})", file=sys.stderr)
+            continue
+        out = out_root / f"protocol-{protocol}"
+        argv = ["--codecs", codecs, "--data", data, "--out", str(out), "--protocol", protocol]
+        argv += ["--offline"] if offline else []
+        argv += ["--limit", str(limit)] if limit else []
+        argv += ["--weights-dir", str(weights_dir)] if weights_dir else []
+        if run_cli.main(argv) == 0:
+            runs[protocol] = out
+    return runs
 
 
 def render_markdown(tables: list[Table]) -> str:
@@ -340,10 +399,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the run directory, else runs/paper_tables)")
     parser.add_argument("--published", type=Path, default=PUBLISHED_CSV, help="published numbers CSV")
     parser.add_argument("--ablation", type=Path, default=ABLATION_CSV, help="stage-1 ablation CSV from jepa.ablation")
+    parser.add_argument("--measure", metavar="CODECS", default=None,
+                        help="also run --protocol A and B on these codecs when their models are present or "
+                             "downloadable (HuBERT-large CTC, WavLM-SV, UTMOS); their tables then use those runs")
+    parser.add_argument("--data", default="default", help="data for --measure (as benchmarks.run --data)")
+    parser.add_argument("--limit", type=int, default=None, help="utterances for --measure")
+    parser.add_argument("--weights-dir", type=Path, default=None, help="weights folder for --measure")
+    parser.add_argument("--offline", action="store_true", help="--measure: never download")
     args = parser.parse_args(argv)
     out = args.out or args.run or (REPO_ROOT / "runs" / "paper_tables")
+    protocol_runs = measure_protocols(args.measure, args.data, out, limit=args.limit, weights_dir=args.weights_dir,
+                                      offline=args.offline) if args.measure else {}
     try:
-        tables = build_tables(args.run, args.published, args.ablation)
+        tables = build_tables(args.run, args.published, args.ablation, protocol_runs)
     except (FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
