@@ -351,9 +351,12 @@ class RunAudio:
         cache_dir: cache to read (default: the run's ``--cache-dir``).
         codecs: codec objects already built (``benchmarks.run`` passes its own), by spec; the
             others are built from their spec when needed.
+        version: the code version of the cache keys (``benchmarks.run`` passes the one its rows
+            were computed with; default: the code on disk now).
     """
 
-    def __init__(self, run_dir: Path, cache_dir: Path | None = None, codecs: Sequence[Any] = ()) -> None:
+    def __init__(self, run_dir: Path, cache_dir: Path | None = None, codecs: Sequence[Any] = (),
+                 version: Any = None) -> None:
         from benchmarks import evaluate, provenance, runner, store
         from benchmarks.runconfig import RunConfig
 
@@ -369,7 +372,7 @@ class RunAudio:
             cache_dir=Path(cache_dir or args.get("cache_dir") or store.default_cache_dir()), report=False,
             weights_dir=Path(weights) if weights else None,
         )
-        self.version = provenance.code_version()
+        self.version = version or provenance.code_version()
         self._runner = None
         self._codecs: dict[str, Any] = {c.name: c for c in codecs}
         self._failed: dict[str, str] = {}

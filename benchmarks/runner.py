@@ -289,7 +289,7 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
                            "size_bytes": runner.cache.size_bytes(), "entries": runner.cache.n_entries()})
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
     if cfg.report:  # after the final manifest, so the page shows the finished run's provenance
-        stats.report_html = write_html_report(cfg, codecs)
+        stats.report_html = write_html_report(cfg, codecs, version)
     return stats
 
 
@@ -311,13 +311,13 @@ def write_summary(run_dir: Path) -> str:
     return (Path(run_dir) / "summary.md").read_text(encoding="utf-8")
 
 
-def write_html_report(cfg: RunConfig, codecs: Sequence[Codec]) -> str:
+def write_html_report(cfg: RunConfig, codecs: Sequence[Codec], version: CodeVersion) -> str:
     """Write ``report.html`` with its listening grid (``benchmarks.html_report``); returns a line
-    naming the page and its size. The grid's reconstructions are cache hits of this run; the run's
-    codec objects are reused for the keys."""
+    naming the page and its size. The grid's reconstructions are cache hits of this run: the run's
+    codec objects and code version make the same cache keys."""
     from benchmarks import html_report, listening
 
-    audio = listening.RunAudio(cfg.out, cfg.cache_dir, codecs=codecs)
+    audio = listening.RunAudio(cfg.out, cfg.cache_dir, codecs=codecs, version=version)
     page = html_report.write_run_report(cfg.out, listen=cfg.listen, audio=audio)
     listen_bytes = html_report.page_bytes(cfg.out) - page.stat().st_size
     return (f"report: {page} ({html_report.format_size(page.stat().st_size)} page + "

@@ -63,8 +63,10 @@ def test_run_writes_a_page_that_works_in_chromium(browser, run_dir: Path, tmp_pa
                                         sort_tables=("summary-table", "codebook-table"), min_plots=2)
     assert problems == []
     assert shot.read_bytes()[:4] == b"\x89PNG" and shot.stat().st_size > 10_000
-    # 2 utterances x (original + 2 codecs) players, all files beside the page
+    # 2 utterances x (original + 2 codecs) players, all files beside the page; the run's own
+    # reconstructions (cache hits of the signals it scored), not re-encodings
     assert len(list((run_dir / "listen").rglob("*.flac"))) == 6
+    assert page.read_text(encoding="utf-8").count("as scored (run cache)") == 4
 
 
 def test_leaderboard_page_works_in_chromium(browser, run_dir: Path, tmp_path: Path):
