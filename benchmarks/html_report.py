@@ -192,10 +192,10 @@ def self_check_cell(value: Any) -> Cell:
 
     text = _text(value).strip()
     if is_flagged(value):
-        return Cell(f"⚠ {text}", sort="1", cls="flag", title="self-check failed: do not trust this codec's numbers")
+        return Cell(f"⚠ {text}", sort="1", cls="check flag", title="self-check failed: do not trust this codec's numbers")
     if text == "ok":
-        return Cell("✓ ok", sort="0", cls="ok")
-    return Cell(text or "–", sort="")
+        return Cell("✓ ok", sort="0", cls="check ok")
+    return Cell(text or "–", sort="", cls="check")
 
 
 def summary_table(summary: pd.DataFrame, links: Mapping[str, tuple[str, str]] | None = None) -> Table:
