@@ -19,6 +19,8 @@ single resampler the benchmark records in its results.
 """
 from __future__ import annotations
 
+import stat
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,9 +139,14 @@ def _check_file(path: Path) -> None:
     if path.is_dir():
         raise AudioError(f"{path}: is a directory, not an audio file", "not_a_file")
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
         raise AudioError(f"{path}: cannot be read ({_one_line(exc)})", "not_a_file") from exc
+    if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or \
+            stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file"
+        raise AudioError(f"{path}: is {kind}, not a regular audio file", "not_a_file")
+    size = st.st_size
     if size == 0:
         raise AudioError(f"{path}: empty file (0 bytes)", "empty_file")
 
@@ -176,6 +183,12 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
                 f"{path}: corrupt or truncated audio ({_one_line(exc)}; header declares "
                 f"{declared} frames)", "corrupt_audio",
             ) from exc
+    header_frames = _wav_header_frames(path) if f.format == "WAV" else None
+    if header_frames is not None and decoded < header_frames:
+        raise AudioError(
+            f"{path}: truncated WAV: its header declares {header_frames} frames "
+            f"({header_frames / sr:.3f} s), the file holds {decoded} ({decoded / sr:.3f} s)", "corrupt_audio",
+        )
     if 0 < decoded < declared:
         raise AudioError(
             f"{path}: truncated audio: header declares {declared} frames, only {decoded} decoded",
@@ -183,6 +196,27 @@ def _decode_soundfile(path: Path) -> tuple[np.ndarray, int] | None:
         )
     wav = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, channels), np.float32)
     return wav, sr
+
+
+def _wav_header_frames(path: Path) -> int | None:
+    """Frames a RIFF/WAVE file's ``data`` chunk header declares (libsndfile trusts the file size
+    instead, so a cut-off WAV would decode as a shorter, valid file); None when the header cannot
+    say (not RIFF, streamed with a placeholder size, chunks not found in the first 64 KiB)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    pos, block_align = 12, None
+    while pos + 8 <= len(head):
+        cid, size = head[pos:pos + 4], struct.unpack_from("<I", head, pos + 4)[0]
+        if cid == b"fmt " and pos + 22 <= len(head):
+            block_align = struct.unpack_from("<H", head, pos + 20)[0]
+        elif cid == b"data":
+            if not block_align or size in (0, 0xFFFFFFFF):
+                return None
+            return size // block_align
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _decode_pyav(path: Path) -> tuple[np.ndarray, int]:

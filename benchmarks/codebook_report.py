@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from audiocore.atomic import atomic_write_text
 from benchmarks.tables import fmt, fmt_sig, to_markdown
 from metrics.codebook import CodebookStats
 
@@ -210,6 +211,6 @@ def write_codebook_reports(df: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
             stale.unlink(missing_ok=True)
         return pd.DataFrame()
     table = codebook_table(stats, errors)
-    table.to_csv(run_dir / f"{CODEBOOK_STEM}.csv", index=False)
-    (run_dir / f"{CODEBOOK_STEM}.md").write_text(codebook_markdown(table), encoding="utf-8")
+    atomic_write_text(run_dir / f"{CODEBOOK_STEM}.csv", table.to_csv(index=False))
+    atomic_write_text(run_dir / f"{CODEBOOK_STEM}.md", codebook_markdown(table))
     return codebook_summary_columns(stats, errors)

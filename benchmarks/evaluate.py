@@ -36,7 +36,7 @@ import torch
 from audiocore import audio
 from audiocore.codec import Codec, Encoded
 from audiocore.hashing import file_sha256
-from benchmarks import provenance, store
+from benchmarks import cache_checks, provenance, store
 from benchmarks.provenance import CodeVersion, codec_weights_hash
 from benchmarks.runconfig import METRIC_SR, SEED, RunConfig
 from metrics import speed, tokens
@@ -190,7 +190,9 @@ class Runner:
             ``METRIC_SR``) and, for token codecs, ``codes`` int64 [S, N]. ``entry.values``: the
             ``Encoded`` fields needed for bitrate math, ``encode_s``, ``decode_s``, ``device``.
         """
-        cached = self.cache.get("reconstruction", key)
+        n_source = round(src.wav.shape[0] * codec.sample_rate / src.sr)
+        check = cache_checks.reconstruction(codec.name, codec.sample_rate, n_source, METRIC_SR)
+        cached = self.cache.get("reconstruction", key, check=check)
         if cached is not None:
             return cached, True
         self._warm_up(codec)
@@ -213,6 +215,7 @@ class Runner:
             "padded_frames": enc.padded_frames, "stream_groups": list(enc.stream_groups),
             "decoded_samples": int(y.shape[0]),
             "encode_s": sw_enc.seconds, "decode_s": sw_dec.seconds, "device": self.cfg.device,
+            "codec": codec.name,
         }
         arrays = {"wav16k": wav16k}
         if enc.codes is not None:
@@ -223,7 +226,7 @@ class Runner:
     def signal_columns(self, recon_key: str, ref16: np.ndarray, est16: np.ndarray) -> dict[str, Any]:
         """Signal metrics after the length rule (trim both to the shorter), cached."""
         key = store.cache_key(kind="signal", recon=recon_key, code=self.version.metrics, packages=self.metric_packages)
-        cached = self.cache.get("signal", key)
+        cached = self.cache.get("signal", key, check=cache_checks.signal)
         if cached is not None:
             return cached.values
         n = min(ref16.shape[0], est16.shape[0])
@@ -240,7 +243,7 @@ class Runner:
             return self.asr.columns(src.utt.transcript, src.ref16, est16)
         key = store.cache_key(kind="asr", recon=recon_key, code=self.version.metrics, asr=self.asr.info,
                               reference=src.utt.transcript)
-        cached = self.cache.get("asr", key)
+        cached = self.cache.get("asr", key, check=cache_checks.asr)
         if cached is not None:
             return cached.values
         values = self.asr.columns(src.utt.transcript, src.ref16, est16)
@@ -258,13 +261,13 @@ class Runner:
         t0 = time.perf_counter()
         ref_key = store.cache_key(kind="perceptual-ref", audio=src.checksum, code=self.version.metrics,
                                   models=self._quality_info, metric_sr=METRIC_SR)
-        cached = self.cache.get("perceptual", ref_key)
+        cached = self.cache.get("perceptual", ref_key, check=cache_checks.perceptual)
         reference = cached.values if cached is not None else None
         if reference is None:
             reference = self.quality.reference_columns(src.ref16)
             self.cache.put("perceptual", ref_key, reference)
         key = store.cache_key(kind="perceptual", recon=recon_key, code=self.version.metrics, models=self._quality_info)
-        cached = self.cache.get("perceptual", key)
+        cached = self.cache.get("perceptual", key, check=cache_checks.perceptual)
         if cached is not None:
             values = dict(cached.values)
         else:
@@ -343,14 +346,27 @@ class Runner:
         """A ``status == "error"`` row: one line naming the file, the stage and the problem.
 
         ``error_reason`` is a short category to count failures by (:func:`failure_reason`).
+        A failure of the cache is stage ``cache``; ``error_transient`` marks failures that are not
+        the input's fault (cache, memory, the file system: :func:`is_transient`), which a resumed
+        run redoes instead of keeping.
         """
+        if isinstance(exc, store.CacheError):
+            stage = "cache"
         message = " ".join(str(exc).split()) or type(exc).__name__
         if str(utt.path) not in message:
             message = f"{utt.path}: {message}"
         row = self.base_row(codec, utt)
         row.update(status="error", error=f"{message} [{stage}: {type(exc).__name__}]",
-                   error_stage=stage, error_type=type(exc).__name__, error_reason=failure_reason(exc, stage))
+                   error_stage=stage, error_type=type(exc).__name__, error_reason=failure_reason(exc, stage),
+                   error_transient=is_transient(exc))
         return row
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for failures that are not a property of the input: the cache (``store.CacheError``),
+    the machine (``MemoryError``) or the file system (``OSError``); bad audio (``AudioError``)
+    and codec or metric errors on the input are permanent."""
+    return isinstance(exc, (store.CacheError, MemoryError, OSError)) and not isinstance(exc, audio.AudioError)
 
 
 def failure_reason(exc: BaseException, stage: str) -> str:

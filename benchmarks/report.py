@@ -62,6 +62,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from audiocore.atomic import atomic_write_text
 from benchmarks.selfcheck import is_flagged, load_self_checks, status_of
 from benchmarks.codebook_report import CODEBOOK_STEM, add_codebook_columns, write_codebook_reports
 from benchmarks.tables import display_table, fmt_ci, to_latex, to_markdown
@@ -371,7 +372,7 @@ def write_reports(
     checks = load_self_checks(run_dir)
     if len(summary):
         summary.insert(1, "self_check", [status_of(checks, c) for c in summary["codec"]])
-    summary.to_csv(run_dir / f"{SUMMARY_STEM}.csv", index=False)
+    atomic_write_text(run_dir / f"{SUMMARY_STEM}.csv", summary.to_csv(index=False))
     table = display_table(summary) if len(summary) else pd.DataFrame({"Codec": []})
     note = f"Mean over utterances [{confidence:.0%} percentile-bootstrap CI, {n_resamples} resamples, seed {seed}]"
     if any(col.endswith("_corpus") for col in summary.columns):
@@ -386,11 +387,9 @@ def write_reports(
                  f"(per-stream values in {CODEBOOK_STEM}.md).")
     note += _perceptual_note(summary)
     md = [f"# Summary of {run_dir.name}", "", to_markdown(table), note, "", f"Provenance: {_provenance(run_dir)}", ""]
-    (run_dir / f"{SUMMARY_STEM}.md").write_text("\n".join(md), encoding="utf-8")
-    (run_dir / f"{SUMMARY_STEM}.tex").write_text(
-        to_latex(table, caption=f"Codec benchmark ({run_dir.name}). {note}", label="tab:codec-summary"),
-        encoding="utf-8",
-    )
+    atomic_write_text(run_dir / f"{SUMMARY_STEM}.md", "\n".join(md))
+    atomic_write_text(run_dir / f"{SUMMARY_STEM}.tex",
+                      to_latex(table, caption=f"Codec benchmark ({run_dir.name}). {note}", label="tab:codec-summary"))
     if plots and len(summary):
         from benchmarks.plots import write_plots
 

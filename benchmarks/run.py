@@ -102,6 +102,9 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
         raise UserError(f"--weights-dir {args.weights_dir}: not a folder")
     if args.listen < 0:
         raise UserError(f"--listen must be 0 or more utterances, got {args.listen}")
+    for flag, folder in (("--out", args.out), ("--cache-dir", args.cache_dir)):
+        if folder is not None and folder.expanduser().exists() and not folder.expanduser().is_dir():
+            raise UserError(f"{flag} {folder}: exists and is not a folder")
     if args.asr is not None and not args.asr.strip():
         raise UserError("--asr needs a backend such as faster-whisper:tiny.en (or use --no-asr)")
     try:
@@ -139,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cache = store.ResultCache(cfg.cache_dir)
     print(f"{stats.computed} rows computed, {stats.from_cache} from cache, {stats.resumed} already done, "
           f"{stats.errors} errors; {len(stats.skipped)} codecs skipped; wall time {stats.wall_s:.1f} s")
+    if stats.cache_invalid:
+        print(f"cache: {stats.cache_invalid} entries failed their check and were recomputed "
+              f"(first: {stats.cache_invalid_reasons[0]})")
     if stats.failures:
         print(f"failed rows by reason ({sum(stats.failures.values())} in results): "
               + ", ".join(f"{reason} {n}" for reason, n in stats.failures.items()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -19,9 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audiocore.atomic import atomic_write_text
 from audiocore.codec import Codec
 from audiocore.hashing import file_sha256
 from benchmarks import provenance, store
+from benchmarks.lock import RunLock, describe
 from benchmarks.evaluate import Runner, load_source
 from benchmarks.protocols import Protocol, get_protocol
 from benchmarks.provenance import CodeVersion
@@ -136,6 +139,8 @@ class RunStats:
         skipped: (spec, reason) of unavailable codecs.
         wall_s: wall time of the invocation (s).
         summary: the Markdown summary printed at the end.
+        cache_invalid: cache entries refused by their check (``benchmarks.cache_checks``) and recomputed.
+        cache_invalid_reasons: the first reasons of those refusals.
         report_html: the line about ``report.html`` printed at the end ('' without a report).
     """
 
@@ -147,6 +152,8 @@ class RunStats:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     wall_s: float = 0.0
     summary: str = ""
+    cache_invalid: int = 0
+    cache_invalid_reasons: list[str] = field(default_factory=list)
     report_html: str = ""
 
 
@@ -154,9 +161,9 @@ def _data_checksums(utts: Sequence[Any]) -> dict[str, str | None]:
     """SHA-256 of each utterance file (None where unreadable; its row will say why)."""
     out: dict[str, str | None] = {}
     for u in utts:
-        try:
-            out[u.id] = file_sha256(Path(u.path))
-        except OSError:
+        try:  # only regular files: a FIFO or a device (/dev/zero) would block or never end
+            out[u.id] = file_sha256(Path(u.path)) if stat.S_ISREG(os.stat(u.path).st_mode) else None
+        except (OSError, ValueError):
             out[u.id] = None
     return out
 
@@ -215,7 +222,18 @@ def _row_complete(asr: AsrScorer | None, quality: QualityStage | None = None) ->
 
 
 def run_benchmark(cfg: RunConfig) -> RunStats:
-    """Run every requested codec over every utterance; write results, manifest and summary."""
+    """Run every requested codec over every utterance; write results, manifest and summary.
+
+    The run folder is locked first (``benchmarks.lock``): a second run on the same ``--out``
+    raises ``LockHeld`` (a UserError naming the holder) before it reads or moves anything.
+    """
+    with RunLock(cfg.out) as lock:
+        if lock.previous:
+            _print(f"note: took over the lock of a run that is gone ({describe(lock.previous)})")
+        return _run_benchmark(cfg)
+
+
+def _run_benchmark(cfg: RunConfig) -> RunStats:
     t0 = time.perf_counter()
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     seeds = provenance.seed_everything(SEED)
@@ -277,6 +295,7 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
                 bar.update(1)
     stats.computed, stats.from_cache = runner.n_computed, runner.n_from_cache
     stats.failures = failures_by_reason(store.load_rows(results))
+    stats.cache_invalid, stats.cache_invalid_reasons = runner.cache.invalid, list(runner.cache.invalid_reasons)
     stats.wall_s = time.perf_counter() - t0
     if cfg.report:
         stats.summary = write_summary(cfg.out)
@@ -286,6 +305,7 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
                     peak_memory_mb=speed.peak_memory_mb(cfg.device),
                     peak_memory_source=speed.peak_memory_source(cfg.device),
                     cache={"dir": str(cfg.cache_dir), "hits": runner.cache.hits, "misses": runner.cache.misses,
+                           "invalid": runner.cache.invalid, "invalid_reasons": runner.cache.invalid_reasons,
                            "size_bytes": runner.cache.size_bytes(), "entries": runner.cache.n_entries()})
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
     if cfg.report:  # after the final manifest, so the page shows the finished run's provenance
@@ -341,10 +361,10 @@ def simple_summary(run_dir: Path) -> str:
             rec[c] = vals.median() if c.endswith("_rtf") else vals.mean()
         out.append(rec)
     table = pd.DataFrame(out)
-    table.to_csv(Path(run_dir) / "summary.csv", index=False)
+    atomic_write_text(Path(run_dir) / "summary.csv", table.to_csv(index=False))
     header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
     body = "".join("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |\n"
                    for r in table.itertuples(index=False))
     md = header + body
-    (Path(run_dir) / "summary.md").write_text(md, encoding="utf-8")
+    atomic_write_text(Path(run_dir) / "summary.md", md)
     return md

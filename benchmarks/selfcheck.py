@@ -238,7 +238,10 @@ def run_self_checks(codecs: Sequence[Codec], waves: Sequence[tuple[str, np.ndarr
             continue
         reports[codec.name] = self_check(codec, waves)
         if k is not None:
-            cache.put("selfcheck", k, reports[codec.name].to_json())
+            try:
+                cache.put("selfcheck", k, reports[codec.name].to_json())
+            except OSError:  # an unwritable cache only costs a repeated check next time
+                pass
     for rep in reports.values():
         if log is not None:
             log(rep.line())

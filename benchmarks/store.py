@@ -253,14 +253,16 @@ def finished_keys(rows: Iterable[Mapping[str, Any]],
     """(codec, utt_id) pairs whose work is done and need not be recomputed on resume.
 
     A row counts as finished when its status is ``error`` (errors are properties of the input:
-    recomputing gives the same error) or ``ok`` and ``is_complete(row)`` holds. ``is_complete``
+    recomputing gives the same error) unless the row says ``error_transient`` (a fault of the
+    cache or the environment, redone), or ``ok`` and ``is_complete(row)`` holds. ``is_complete``
     lets a resumed run redo rows that lack a metric now asked for, e.g. WER when ASR is switched
     on after a ``--no-asr`` run (the reconstruction then comes from the cache).
     """
     done: set[tuple[str, str]] = set()
     for row in rows:
         status = row.get("status")
-        if status == "error" or (status == "ok" and (is_complete is None or is_complete(row))):
+        if (status == "error" and not row.get("error_transient")) or \
+                (status == "ok" and (is_complete is None or is_complete(row))):
             done.add(row_key(row))
     return done
 
@@ -292,6 +294,11 @@ class CacheEntry:
     arrays: dict[str, np.ndarray]
 
 
+class CacheError(OSError):
+    """The cache could not be written (``--cache-dir`` unusable, disk full, permissions): a fault
+    of the environment, not of the input, so a row that failed with it is redone on resume."""
+
+
 class ResultCache:
     """Content-addressed store under ``root/<kind>/<key[:2]>/<key>.npz``.
 
@@ -299,28 +306,42 @@ class ResultCache:
     UTF-8 byte array under ``__values__``), written atomically, so an entry is either complete
     or absent. Entries are never updated in place: a different input gives a different key.
 
+    Every entry also stores its own ``kind`` and ``key``; :meth:`get` checks them (an entry copied
+    or swapped to another address is refused) and runs the caller's ``check`` of the values
+    (ranges, shapes). A refused entry is a miss, counted in :attr:`invalid` with its reason in
+    :attr:`invalid_reasons`, and the value is recomputed and rewritten by the caller.
+
     Args:
         root: cache folder (created on first write).
         read: False makes every :meth:`get` a miss (``--force``: recompute and overwrite).
     """
 
     _VALUES = "__values__"
+    _ADDRESS = "__address__"
 
     def __init__(self, root: Path, read: bool = True) -> None:
         self.root = Path(root).expanduser()
         self.read = read
         self.hits = 0
         self.misses = 0
+        self.invalid = 0
+        self.invalid_reasons: list[str] = []
 
     def _path(self, kind: str, key: str) -> Path:
         if not kind.isidentifier() or len(key) != 64:
             raise ValueError(f"bad cache address kind={kind!r} key={key!r}: expected a name and a sha256 hex key")
         return self.root / kind / key[:2] / f"{key}.npz"
 
-    def get(self, kind: str, key: str) -> CacheEntry | None:
-        """The entry at (kind, key), or None (missing, unreadable, or reads disabled)."""
+    def get(self, kind: str, key: str,
+            check: Callable[[dict[str, Any], dict[str, np.ndarray]], str | None] | None = None) -> CacheEntry | None:
+        """The entry at (kind, key), or None (missing, unreadable, or reads disabled).
+
+        Args:
+            check: called with (values, arrays) of a readable entry; returns None when they are
+                plausible, else the reason they are not (the entry is then a counted miss).
+        """
         path = self._path(kind, key)
-        if not self.read or not path.exists():
+        if not self.read or not path.is_file():
             self.misses += 1
             return None
         try:
@@ -330,19 +351,42 @@ class ResultCache:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # damaged: a miss
             self.misses += 1
             return None
+        reason = None
+        if not isinstance(values, dict):
+            reason = "values are not a JSON object"
+        elif values.pop(self._ADDRESS, None) != f"{kind}/{key}":
+            reason = "entry does not carry this address (copied or swapped from another key, or written by older code)"
+        elif check is not None:
+            try:
+                reason = check(values, arrays)
+            except Exception as exc:  # a check tripping over a malformed entry refuses it
+                reason = f"{type(exc).__name__}: {exc}"
+        if reason is not None:
+            self.misses += 1
+            self.invalid += 1
+            if len(self.invalid_reasons) < 20:
+                self.invalid_reasons.append(f"{kind}/{key[:12]}: {reason}")
+            return None
         self.hits += 1
         return CacheEntry(values=values, arrays=arrays)
 
     def put(self, kind: str, key: str, values: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None) -> None:
-        """Store an entry atomically (an existing entry with the same key is replaced)."""
+        """Store an entry atomically (an existing entry with the same key is replaced); the entry
+        records its own address. Raises :class:`CacheError` when the file cannot be written."""
         arrays = dict(arrays or {})
         if self._VALUES in arrays:
             raise ValueError(f"array name {self._VALUES!r} is reserved")
-        text = json.dumps(dict(values), default=_json_default, ensure_ascii=False, allow_nan=True)
+        record = {**dict(values), self._ADDRESS: f"{kind}/{key}"}
+        text = json.dumps(record, default=_json_default, ensure_ascii=False, allow_nan=True)
         arrays[self._VALUES] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
         buf = io.BytesIO()
         np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-        atomic_write_bytes(self._path(kind, key), buf.getvalue())
+        path = self._path(kind, key)
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:
+            raise CacheError(f"cannot write the cache entry {path} ({' '.join(str(exc).split())}); "
+                             f"check --cache-dir {self.root}") from exc
 
     def size_bytes(self) -> int:
         """Total size in bytes of all entries under the cache root (0 when it does not exist)."""

@@ -37,7 +37,7 @@ import torch
 from audiocore.device import resolve_device
 from audiocore.hashing import file_sha256
 from audiocore.weights import ResolvedWeights, WeightsSource, WeightsUnavailable, resolve_weights
-from metrics.signal import MetricValue
+from metrics.signal import LONG_AUDIO_S, MetricValue, segment_bounds
 
 __all__ = [
     "MIN_SECONDS",
@@ -132,10 +132,25 @@ class QualityModel(ABC):
         x, reason = check_input(wav)
         if reason is None:
             try:
+                if x.shape[0] > LONG_AUDIO_S * SAMPLE_RATE:
+                    return self._score_segments(x)
                 return self._score(x)
             except Exception as exc:  # a model failing on one input is a NaN with its reason
                 reason = f"{self.name} failed: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
         return {c: MetricValue(math.nan, reason) for c in self.columns}
+
+    def _score_segments(self, x: np.ndarray) -> dict[str, MetricValue]:
+        """A long input (over ``metrics.signal.LONG_AUDIO_S``): the length-weighted mean of the scores
+        of its ``metrics.signal.segment_bounds`` segments, so memory stays that of one segment
+        (a transformer over a 10-minute input needs tens of GB)."""
+        bounds = segment_bounds(x.shape[0], SAMPLE_RATE)
+        scores = [self._score(x[a:b]) for a, b in bounds]
+        weights = np.array([b - a for a, b in bounds], dtype=np.float64)
+        out = {}
+        for c in self.columns:
+            value = float(np.sum(weights * [s[c].value for s in scores]) / weights.sum())
+            out[c] = MetricValue(value, None if math.isfinite(value) else f"{self.name}: no score on some segment")
+        return out
 
     @abstractmethod
     def _score(self, x: np.ndarray) -> dict[str, MetricValue]:

@@ -30,6 +30,14 @@ STOI_MIN_SECONDS = (256 + 30 * 128 + 1) / 10000
 after its silence removal drops one frame (0.4097 s; found by search, 4096 samples fail). Shorter
 inputs crash inside pystoi (< 1 frame) or make it return a substitute 1e-5."""
 
+LONG_AUDIO_S = 60.0
+"""Inputs longer than this are scored on segments (`signal_metrics`): the PESQ C library crashes
+the process (segfault) on inputs of about 200 s and more (works at 120 s), and whole-signal STOI,
+FFT cross-correlation and mel spectrograms need memory that grows with the length (about 2 GB
+per 10 minutes each)."""
+SEGMENT_S = 30.0
+"""Longest segment (s) a long input is cut into: equal consecutive segments of at most this length."""
+
 MEL_N_FFT = 1024
 MEL_HOP = 256
 MEL_N_MELS = 80
@@ -300,13 +308,51 @@ def mel_distance(ref: np.ndarray, est: np.ndarray, sr: int) -> MetricValue:
     return MetricValue(value)
 
 
+def segment_bounds(n: int, sr: int, segment_s: float = SEGMENT_S) -> list[tuple[int, int]]:
+    """(start, stop) sample indices of ceil(n / (segment_s * sr)) equal consecutive segments of ``n`` samples."""
+    k = max(1, math.ceil(n / (segment_s * sr)))
+    edges = np.linspace(0, n, k + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _segmented(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float | str]:
+    """`signal_metrics` of a long pair: each metric is the length-weighted mean over the segments
+    of `segment_bounds` where it is defined (``delay_ms``: the median of the segments' delays);
+    NaN with the first segment's reason where no segment defines it. Memory is bounded by one
+    segment, and PESQ never sees more than `SEGMENT_S` seconds."""
+    n = min(len(ref), len(est))
+    parts = [(b - a, signal_metrics(ref[a:b], est[a:b], sr)) for a, b in segment_bounds(n, sr)]
+    out: dict[str, float | str] = {}
+    for key in parts[0][1]:
+        if key.endswith("_error"):
+            continue
+        ok = [(w, float(m[key])) for w, m in parts if not math.isnan(float(m[key]))]
+        if not ok:
+            out[key] = math.nan
+            out[f"{key}_error"] = str(parts[0][1].get(f"{key}_error", "undefined on every segment"))
+        elif key == "delay_ms":
+            out[key] = float(np.median([v for _, v in ok]))
+        else:
+            w = np.array([w for w, _ in ok], dtype=np.float64)
+            v = np.array([v for _, v in ok], dtype=np.float64)
+            out[key] = float(v[0]) if np.isinf(v).all() else float(np.sum(w * v) / w.sum())
+    out["signal_segments"] = f"{len(parts)} segments of <= {SEGMENT_S:g} s (input {n / sr:.1f} s > {LONG_AUDIO_S:g} s)"
+    return out
+
+
 def signal_metrics(ref: np.ndarray, est: np.ndarray, sr: int) -> dict[str, float | str]:
     """All signal metrics of one (reference, estimate) pair as a flat dict.
 
     Keys: pesq_wb, pesq_nb, stoi, estoi, si_sdr, si_sdr_aligned, delay_ms, mel_distance (floats,
     NaN allowed), plus `<key>_error` (str) for each NaN value. `delay_ms` is the delay found by
     `si_sdr_aligned`, in milliseconds (positive: estimate lags).
+
+    Inputs longer than `LONG_AUDIO_S` are scored on segments of at most `SEGMENT_S` seconds
+    (length-weighted means; see `_segmented`), and the dict then also holds ``signal_segments``,
+    a sentence saying so.
     """
+    if isinstance(sr, (int, np.integer)) and sr > 0 and min(len(ref), len(est)) > LONG_AUDIO_S * sr:
+        return _segmented(ref, est, sr)
     aligned, delay = si_sdr_aligned(ref, est, sr)
     values: dict[str, MetricValue] = {
         "pesq_wb": pesq_wb(ref, est, sr),

@@ -28,7 +28,7 @@ from audiocore.device import resolve_device
 from audiocore.hashing import file_sha256
 from audiocore.weights import ResolvedWeights, WeightsSource, WeightsUnavailable, resolve_weights
 from metrics.perceptual import PERCEPTUAL_HINT, SAMPLE_RATE, MetricUnavailable, _version, audio_digest, check_input
-from metrics.signal import MetricValue
+from metrics.signal import LONG_AUDIO_S, MetricValue, segment_bounds
 
 __all__ = ["SPEAKER_MODELS", "WAVLM_SV_SOURCE", "SpeakerModel", "ResemblyzerModel", "WavLMSpeakerModel",
            "load_speaker_model"]
@@ -63,7 +63,10 @@ class SpeakerModel(ABC):
         key = audio_digest(wav)
         hit = self._cache.get(key)
         if hit is None:
-            hit = self._embed(wav)
+            if wav.shape[0] > LONG_AUDIO_S * SAMPLE_RATE:  # long input: mean of segment embeddings (bounded memory)
+                hit = np.mean([self._embed(wav[a:b]) for a, b in segment_bounds(wav.shape[0], SAMPLE_RATE)], axis=0)
+            else:
+                hit = self._embed(wav)
             norm = float(np.linalg.norm(hit))
             if not math.isfinite(norm) or norm == 0.0:
                 raise ValueError("embedding is zero or non-finite")

@@ -151,6 +151,10 @@ class FasterWhisperBackend(AsrBackend):
                                      f"(no model.bin); convert one with ct2-transformers-converter")
             model_arg, self.model_source = str(model_dir), str(model_dir)
         else:
+            known = faster_whisper.utils.available_models()
+            if model not in known and "/" not in model:  # a typo is the user's mistake, not a missing model
+                raise ValueError(f"unknown faster-whisper model {model!r}: valid are a local CTranslate2 model "
+                                 f"directory, a Hugging Face repo id (org/name), or one of {', '.join(known)}")
             model_dir = _cached_ct2_model(model)
             model_arg, self.model_source = str(model_dir), "huggingface cache"
         try:
