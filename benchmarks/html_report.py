@@ -365,12 +365,14 @@ def format_size(n: int) -> str:
 
 
 def load_summary(run_dir: Path) -> pd.DataFrame:
-    """``summary.csv`` of a run, written first by :func:`benchmarks.report.write_reports` when missing."""
+    """``summary.csv`` of a run (written by ``benchmarks.report``, which imports this module).
+
+    Raises:
+        FileNotFoundError: the run has none (``--no-report``), with the command that writes it.
+    """
     path = Path(run_dir) / "summary.csv"
     if not path.is_file():
-        from benchmarks import report
-
-        return report.write_reports(run_dir, plots=False)
+        raise FileNotFoundError(f"{run_dir}: no summary.csv; write it with `python -m benchmarks.report {run_dir}`")
     return pd.read_csv(path)
 
 
@@ -382,7 +384,7 @@ def write_run_report(run_dir: str | Path, summary: pd.DataFrame | None = None, l
 
     Args:
         run_dir: a run folder (``results.jsonl``, ``manifest.json``, ``summary.csv`` ...).
-        summary: the per-codec frame (default: ``summary.csv``, written when missing).
+        summary: the per-codec frame (default: the run's ``summary.csv``).
         listen: utterances in the listening grid (0: no grid, and ``listen/`` is removed).
         max_seconds, budget_bytes: clip length cap and size budget of the grid's files.
         audio: object with ``original(row)`` and ``reconstruct(codec, row)`` (default

@@ -61,7 +61,7 @@ class RunInfo:
 
 
 def load_run(path: str | Path) -> RunInfo:
-    """Read a run folder's manifest and summary (``summary.csv``, written first when missing)."""
+    """Read a run folder's manifest and ``summary.csv`` (FileNotFoundError when either folder or summary is missing)."""
     path = Path(path)
     if not (path / "results.jsonl").is_file():
         raise FileNotFoundError(f"{path}: not a run folder (no results.jsonl)")

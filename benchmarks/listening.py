@@ -357,10 +357,10 @@ class RunAudio:
 
     def __init__(self, run_dir: Path, cache_dir: Path | None = None, codecs: Sequence[Any] = (),
                  version: Any = None) -> None:
-        from benchmarks import evaluate, provenance, runner, store
+        from benchmarks import evaluate, provenance, store
         from benchmarks.runconfig import RunConfig
 
-        self._evaluate, self._runner_mod, self._store = evaluate, runner, store
+        self._evaluate, self._store = evaluate, store
         manifest_path = Path(run_dir) / store.MANIFEST_FILE
         self.manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
         args = self.manifest.get("args") or {}
@@ -399,8 +399,10 @@ class RunAudio:
         if name in self._failed:
             raise RuntimeError(self._failed[name])
         if name not in self._codecs:
+            from baselines import registry
+
             try:
-                codecs, skipped = self._runner_mod.build_codecs(name, self.cfg.device, self.cfg.weights_dir)
+                codecs, skipped = registry.build_codecs(name, self.cfg.device, weights_dir=self.cfg.weights_dir)
             except Exception as exc:
                 codecs, skipped = [], [(name, _one_line(exc))]
             if not codecs:

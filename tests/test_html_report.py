@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from benchmarks import html_report, leaderboard, listening
+from benchmarks import html_report, leaderboard, listening, report
 from test_report import synthetic_rows, write_run
 
 
@@ -136,6 +136,9 @@ def test_run_page_is_escaped_and_complete(tmp_path: Path):
     (run / "manifest.json").write_text(json.dumps({"command": "python -m benchmarks.run --codecs x",
                                                    "git_revision": "abc123", "device": "cpu test", "asr": None,
                                                    "failures_by_reason": {"encode:RuntimeError": 1}}))
+    with pytest.raises(FileNotFoundError, match="python -m benchmarks.report"):
+        html_report.write_run_report(run, listen=0)  # no summary.csv yet
+    report.write_reports(run, plots=False)
     page = html_report.write_run_report(run, listen=2, audio=_fake_audio())
     html = page.read_text(encoding="utf-8")
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
@@ -160,6 +163,7 @@ def _run_with_manifest(folder: Path, codecs: dict[str, float], data: list[tuple[
                 "resampler": "soxr VHQ 1", "metric_sample_rate": 16000, "length_rule": "trim",
                 "data": [{"utt_id": u, "path": f"/x/{u}.flac", "sha256": h} for u, h in data]}
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    report.write_reports(folder, plots=False)
     return folder
 
 
