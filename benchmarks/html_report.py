@@ -31,7 +31,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from audiocore.atomic import atomic_write_text
-from benchmarks import listening
+from benchmarks import listening, store
 
 REPORT_FILE = "report.html"
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
@@ -394,8 +394,6 @@ def write_run_report(run_dir: str | Path, summary: pd.DataFrame | None = None, l
     Returns:
         the path of the page.
     """
-    from benchmarks import store
-
     run_dir = Path(run_dir)
     rows = store.load_rows(run_dir)
     summary = load_summary(run_dir) if summary is None else summary
