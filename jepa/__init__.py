@@ -1,7 +1,7 @@
 """JEPA-DAAM: the paper's speech tokenizer (24 kHz speech <-> FSQ tokens), usable on its own.
 
     from jepa import JEPACodec
-    codec = JEPACodec.load(DEFAULT_CHECKPOINT)          # the shipped jepa-daam@small
+    codec = JEPACodec.load(DEFAULT_CHECKPOINT)          # the shipped jepa-daam@small-50hz
     enc = codec.encode(wav_24k)                          # Encoded: codes [19, n_frames]
     wav = codec.decode(enc)
 

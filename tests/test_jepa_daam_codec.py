@@ -35,8 +35,10 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_specs_and_bad_specs(tmp_path):
-    assert jepa_daam.specs() == ["jepa-daam@small"]
-    with pytest.raises(ValueError, match="jepa-daam@small"):
+    assert jepa_daam.specs() == ["jepa-daam@small-50hz", "jepa-daam@small"]
+    with pytest.raises(CodecUnavailable, match="not shipped"):
+        jepa_daam.build("jepa-daam@small")
+    with pytest.raises(ValueError, match="jepa-daam@small-50hz"):
         jepa_daam.build("jepa-daam@large")
     with pytest.raises(CodecUnavailable, match="not found"):
         jepa_daam.build(f"jepa-daam:{tmp_path / 'missing.safetensors'}")
@@ -73,30 +75,27 @@ def _envelope_corr(codec, wav: torch.Tensor) -> float:
     return float(np.corrcoef(frames(wav).numpy(), frames(out).numpy())[0, 1])
 
 
-def test_shipped_checkpoint_is_registered_small_and_beats_untrained(eval_rows, eval_manifest):
+@pytest.mark.parametrize("setting", sorted(jepa_daam.SHIPPED))
+def test_shipped_checkpoint_is_registered_and_beats_untrained(eval_rows, eval_manifest, setting):
     from baselines.registry import build_codec, resolve_specs
     from audiocore.audio import load_audio
     from jepa.codec import JEPACodec
 
-    path = jepa_daam.SHIPPED["small"]
+    path = jepa_daam.SHIPPED[setting]
     assert path.is_file(), f"shipped checkpoint {path} missing"
-    assert path.stat().st_size <= 20 * 2**20
-    assert "jepa-daam@small" in resolve_specs("all")
-    codec = build_codec("jepa-daam@small")
-    assert codec.name == "jepa-daam@small"
-    assert codec.codec.config.name == "small"
+    assert path.stat().st_size <= 15 * 2**20
+    assert f"jepa-daam@{setting}" in resolve_specs("all")
+    codec = build_codec(f"jepa-daam@{setting}")
+    assert codec.name == f"jepa-daam@{setting}"
+    assert codec.codec.config.name == setting
     torch.manual_seed(0)
     untrained = JEPACodec(codec.codec.config)
     wavs = [torch.from_numpy(load_audio(eval_manifest.parent / r["path"], target_sr=24_000)[0])
             for r in eval_rows if r["set"] == "librispeech_test_clean"]
     assert len(wavs) == 4
-    # Tokens depend on the audio: no two frames of an utterance share a code vector
-    # (a collapsed encoder gives one code per frame position whatever the input).
-    for wav in wavs:
-        codes = codec.encode(wav).codes.T
-        assert torch.unique(codes, dim=0).shape[0] == codes.shape[0]
     # The reconstruction follows the speech's loudness contour clearly better than an untrained
-    # codec of the same architecture (whose energy leaks through only by chance).
+    # codec of the same architecture (whose energy leaks through only by chance). Input
+    # dependence across clips is tested in tests/test_shipped_checkpoints.py.
     trained = np.mean([_envelope_corr(codec, w) for w in wavs])
     baseline = np.mean([_envelope_corr(untrained, w) for w in wavs])
     assert trained > baseline + 0.1, f"envelope correlation trained {trained:.3f} vs untrained {baseline:.3f}"

@@ -26,7 +26,7 @@ _, _, WHY_NOT = browser_check.find_browser()
 pytestmark = pytest.mark.skipif(bool(WHY_NOT), reason=f"no headless browser: {WHY_NOT}")
 
 IDS = ("ps_cards_001", "ps_cards_003")
-CODECS = "opus@6k,jepa-daam@small"
+CODECS = "opus@6k,jepa-daam@small-50hz"
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ from jepa.hifigan import Generator
 
 CHECKPOINT_FORMAT = "jepa-daam-codec"
 FORMAT_VERSION = "1"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "jepa_daam_small.safetensors"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "checkpoints" / "jepa_daam_small-50hz.safetensors"
 
 
 def config_hash(cfg: JEPADAAMConfig) -> str:
