@@ -34,7 +34,7 @@ def no_network(monkeypatch, tmp_path):
 def test_default_protocol_perceptual_columns_and_self_check(with_collapsed, tmp_path, eval_rows, no_network):
     from audiocore.hashing import file_sha256
 
-    collapsed = with_collapsed and file_sha256(COLLAPSED) == COLLAPSED_SHA256
+    collapsed = with_collapsed and COLLAPSED.is_file() and file_sha256(COLLAPSED) == COLLAPSED_SHA256
     if with_collapsed and not collapsed:
         pytest.skip(f"{COLLAPSED} is no longer the collapsed format-2 checkpoint of December 2026")
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:2])
