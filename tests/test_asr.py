@@ -180,7 +180,9 @@ def test_missing_model_files_raise_asr_unavailable(tmp_path, monkeypatch):
     with pytest.raises(asr.AsrUnavailable, match="no model.bin"):
         asr.load_asr(f"faster-whisper:{tmp_path}")  # a folder that is not a CTranslate2 model
     with pytest.raises(asr.AsrUnavailable, match="never downloads"):
-        asr.load_asr("faster-whisper:not-a-cached-model-name")
+        asr.load_asr("faster-whisper:medium.en")  # a valid name that is not in the (empty) cache
+    with pytest.raises(ValueError, match="unknown faster-whisper model"):
+        asr.load_asr("faster-whisper:not-a-cached-model-name")  # a typo is a user error (issue 16)
 
 
 def test_missing_normaliser_raises_asr_unavailable(monkeypatch):
