@@ -168,14 +168,17 @@ def test_export_records_the_steps_actually_trained(stage1_runs, tiny_config, eva
     assert training["stage1"]["steps_done"] is None and "gone.pt" in training["stage1"]["reason"]
     assert training["stage2"]["steps_done"] == 1
 
-def test_stage2_needs_matching_stage1(stage1_runs, tiny_config, eval_manifest, tmp_path):
-    with pytest.raises(ValueError, match="--init-from"):
-        train.main(["stage2", *_common(tiny_config, eval_manifest, tmp_path / "x", 1)])
-    with pytest.raises(ValueError, match="model differs"):
-        train.main(["stage2", "--config", "small", "--data", str(eval_manifest), "--out", str(tmp_path / "y"),
-                    "--init-from", str(stage1_runs / "straight" / train.CHECKPOINT_NAME), "--device", "cpu"])
-    with pytest.raises(ValueError, match="--resume"):
-        train.main(["stage1", *_common(tiny_config, eval_manifest, stage1_runs / "straight", 4)])
+def test_stage2_needs_matching_stage1(stage1_runs, tiny_config, eval_manifest, tmp_path, capsys):
+    """Each refusal is one `error:` line naming the problem and exit status 2 (issue 16)."""
+    def refused(argv: list[str], match: str) -> None:
+        assert train.main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error:") and match in err[0], err
+
+    refused(["stage2", *_common(tiny_config, eval_manifest, tmp_path / "x", 1)], "--init-from")
+    refused(["stage2", "--config", "small", "--data", str(eval_manifest), "--out", str(tmp_path / "y"),
+             "--init-from", str(stage1_runs / "straight" / train.CHECKPOINT_NAME), "--device", "cpu"], "model differs")
+    refused(["stage1", *_common(tiny_config, eval_manifest, stage1_runs / "straight", 4)], "--resume")
 
 
 def test_atomic_save_never_exposes_a_partial_file(tmp_path, monkeypatch):
