@@ -1,5 +1,6 @@
 """Stage-2 decoder and GAN parts (spec §7): HiFi-GAN-style generator with SnakeBeta, multi-period
-and multi-scale discriminators, and the L1 + MR-STFT + LSGAN + feature-matching losses.
+and multi-scale discriminators, and the LSGAN + feature-matching losses
+(the L1, MR-STFT and mel losses and the generator objective are in :mod:`jepa.losses`).
 
 Weight norm is on by default for every generator and discriminator conv (spec §10.7;
 ``weight_norm=False`` reproduces the reference, which has none).
@@ -12,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jepa.config import ModelConfig, Stage2Config
+from jepa.config import ModelConfig
 from jepa.layers import LRELU_SLOPE, ResBlock1, SnakeBeta, apply_weight_norm, init_weights
 
 DiscOutput = tuple[list[torch.Tensor], list[list[torch.Tensor]]]
@@ -208,50 +209,6 @@ class MultiScaleDiscriminator(nn.Module):
 
 # ---- losses ----------------------------------------------------------------------------------
 
-class MultiResolutionSTFTLoss(nn.Module):
-    """Mean over resolutions of L1(|S_hat|, |S|) + L1(log(|S_hat| + 1e-5), log(|S| + 1e-5)) (spec §7.3),
-    plus ``sc_weight`` times the spectral convergence ||S| - |S_hat||_F / ||S||_F (0 = off, the
-    reference). STFT: Hann window of length n_fft, torch defaults (center=True, reflect padding).
-
-    Args:
-        fft_sizes / hop_sizes: one entry per resolution (2048..128 / 512..32).
-        sc_weight: weight of the optional spectral-convergence term.
-    Shapes: forward(wav_hat, wav), each [B, 1, T] or [B, T] -> scalar.
-    """
-
-    def __init__(self, fft_sizes: Sequence[int] = (2048, 1024, 512, 256, 128),
-                 hop_sizes: Sequence[int] = (512, 256, 128, 64, 32), sc_weight: float = 0.0) -> None:
-        super().__init__()
-        if len(fft_sizes) != len(hop_sizes):
-            raise ValueError(f"fft_sizes {tuple(fft_sizes)} and hop_sizes {tuple(hop_sizes)} differ in length")
-        self.fft_sizes = tuple(fft_sizes)
-        self.hop_sizes = tuple(hop_sizes)
-        self.sc_weight = sc_weight
-        for n in self.fft_sizes:
-            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
-
-    @classmethod
-    def from_config(cls, cfg: Stage2Config) -> "MultiResolutionSTFTLoss":
-        return cls(cfg.stft_fft_sizes, cfg.stft_hop_sizes, cfg.lambda_sc)
-
-    def _magnitude(self, x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-        window = getattr(self, f"window_{n_fft}")
-        return torch.stft(x, n_fft, hop, n_fft, window, return_complex=True).abs()
-
-    def forward(self, wav_hat: torch.Tensor, wav: torch.Tensor) -> torch.Tensor:
-        if wav_hat.shape != wav.shape:
-            raise ValueError(f"STFT loss needs equal shapes, got {tuple(wav_hat.shape)} and {tuple(wav.shape)}")
-        x_hat = wav_hat.reshape(-1, wav_hat.shape[-1]).float()
-        x = wav.reshape(-1, wav.shape[-1]).float()
-        total = x_hat.new_zeros(())
-        for n_fft, hop in zip(self.fft_sizes, self.hop_sizes):
-            s_hat, s = self._magnitude(x_hat, n_fft, hop), self._magnitude(x, n_fft, hop)
-            total = total + F.l1_loss(s_hat, s) + F.l1_loss(torch.log(s_hat + 1e-5), torch.log(s + 1e-5))
-            if self.sc_weight:
-                total = total + self.sc_weight * torch.linalg.norm(s - s_hat) / torch.linalg.norm(s).clamp_min(1e-8)
-        return total / len(self.fft_sizes)
-
-
 def generator_adversarial_loss(fake_logits: Sequence[torch.Tensor]) -> torch.Tensor:
     """LSGAN generator term: sum over sub-discriminators of mean((D(x_hat) - 1)^2)."""
     return sum(torch.mean((d - 1.0) ** 2) for d in fake_logits)
@@ -260,7 +217,7 @@ def generator_adversarial_loss(fake_logits: Sequence[torch.Tensor]) -> torch.Ten
 def feature_matching_loss(real_features: Sequence[Sequence[torch.Tensor]],
                           fake_features: Sequence[Sequence[torch.Tensor]]) -> torch.Tensor:
     """Raw feature matching: sum over sub-discriminators and layers of mean|f(x_hat) - stopgrad f(x)|.
-    The spec's factor 2 is ``Stage2Config.lambda_fm`` (applied by :func:`generator_loss`)."""
+    The spec's factor 2 is ``Stage2Config.lambda_fm`` (applied by :func:`jepa.losses.generator_loss`)."""
     return sum(
         torch.mean(torch.abs(f_fake - f_real.detach()))
         for real, fake in zip(real_features, fake_features)
@@ -272,35 +229,3 @@ def discriminator_loss(real_logits: Sequence[torch.Tensor], fake_logits: Sequenc
     """LSGAN discriminator loss: sum_k mean((D_k(x) - 1)^2) + mean(D_k(x_hat)^2). Pass logits of
     x_hat.detach() so no gradient reaches the generator."""
     return sum(torch.mean((r - 1.0) ** 2) + torch.mean(f**2) for r, f in zip(real_logits, fake_logits))
-
-
-def generator_loss(wav_hat: torch.Tensor, wav: torch.Tensor, stft_loss: MultiResolutionSTFTLoss,
-                   cfg: Stage2Config, mpd_fake: DiscOutput | None = None, mpd_real: DiscOutput | None = None,
-                   msd_fake: DiscOutput | None = None, msd_real: DiscOutput | None = None) -> dict[str, torch.Tensor]:
-    """The generator objective of spec §7.3:
-
-        L_G = l1 * L1 + stft * L_STFT + gan * (Adv_MPD + Adv_MSD + fm * (FM_MPD + FM_MSD))
-
-    with (l1, stft, gan, fm) = (1, 2, 0.1, 2) in the paper. The GAN terms are added only when
-    all four discriminator outputs are given (pass None before the discriminators start).
-
-    Args:
-        wav_hat / wav: [B, 1, T] reconstruction and target (crop padding out beforehand).
-        stft_loss: :class:`MultiResolutionSTFTLoss`.
-        cfg: loss weights.
-        mpd_fake / msd_fake: discriminator outputs on wav_hat (not detached);
-        mpd_real / msd_real: outputs on wav (features are detached inside).
-    Returns:
-        dict with ``loss`` (total) and the terms ``l1``, ``stft`` and, with GAN, ``adv``, ``fm``.
-    """
-    terms = {"l1": F.l1_loss(wav_hat, wav), "stft": stft_loss(wav_hat, wav)}
-    loss = cfg.lambda_l1 * terms["l1"] + cfg.lambda_stft * terms["stft"]
-    disc = (mpd_fake, mpd_real, msd_fake, msd_real)
-    if all(d is not None for d in disc):
-        terms["adv"] = generator_adversarial_loss(mpd_fake[0]) + generator_adversarial_loss(msd_fake[0])
-        terms["fm"] = feature_matching_loss(mpd_real[1], mpd_fake[1]) + feature_matching_loss(msd_real[1], msd_fake[1])
-        loss = loss + cfg.lambda_gan * (terms["adv"] + cfg.lambda_fm * terms["fm"])
-    elif any(d is not None for d in disc):
-        raise ValueError("generator_loss needs all four discriminator outputs (mpd/msd, fake/real) or none")
-    terms["loss"] = loss
-    return terms

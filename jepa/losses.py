@@ -4,7 +4,7 @@
   length n (32 ... 2048 samples, hop n/4, Hann, centred) the magnitude STFT goes through a
   Slaney mel filterbank of m bands (5 ... 320) and the loss is mean |log10 max(mel_hat, 1e-5) -
   log10 max(mel, 1e-5)|, summed over the scales (DAC sums, so its weight 15 applies to the sum).
-* :class:`MaskedMRSTFTLoss`: the paper's MR-STFT loss (``jepa.hifigan``) with a sample mask.
+* :class:`MaskedMRSTFTLoss`: the paper's MR-STFT loss (spec §7.3) with a sample mask.
 * :func:`generator_loss`: L_G = l1*L1 + stft*L_STFT + mel*L_mel + gan*(Adv + fm*FM).
 
 Masks: ``mask`` is [B, 1, L] (1 = real audio, 0 = padding that a short utterance or the
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jepa.config import Stage2Config
-from jepa.hifigan import DiscOutput, MultiResolutionSTFTLoss, feature_matching_loss, generator_adversarial_loss
+from jepa.hifigan import DiscOutput, feature_matching_loss, generator_adversarial_loss
 
 LOG_FLOOR = 1e-5
 
@@ -123,26 +123,56 @@ class MultiScaleMelLoss(nn.Module):
         return total
 
 
-class MaskedMRSTFTLoss(MultiResolutionSTFTLoss):
-    """:class:`jepa.hifigan.MultiResolutionSTFTLoss` whose means run over real frames only.
+class MaskedMRSTFTLoss(nn.Module):
+    """The paper's MR-STFT loss (spec §7.3) with means over real frames only.
 
-    Shapes: forward(wav_hat, wav [B, 1, L], mask [B, 1, L] or None) -> scalar; without a mask
-    it is exactly the parent's loss.
+    Mean over resolutions of L1(|S_hat|, |S|) + L1(log(|S_hat| + 1e-5), log(|S| + 1e-5)), plus
+    ``sc_weight`` times the spectral convergence ||S| - |S_hat||_F / ||S||_F (0 = off, the
+    reference). STFT: Hann window of length n_fft, torch defaults (center=True, reflect padding).
+    With a mask, the reconstruction is multiplied by it and the L1 means run over frames whose
+    centre is a real sample; without one it is the plain (unmasked) loss.
+
+    Args:
+        fft_sizes / hop_sizes: one entry per resolution (2048..128 / 512..32).
+        sc_weight: weight of the optional spectral-convergence term.
+    Shapes: forward(wav_hat, wav [B, 1, L] or [B, L], mask [B, 1, L] or None) -> scalar.
     """
 
+    def __init__(self, fft_sizes: Sequence[int] = (2048, 1024, 512, 256, 128),
+                 hop_sizes: Sequence[int] = (512, 256, 128, 64, 32), sc_weight: float = 0.0) -> None:
+        super().__init__()
+        if len(fft_sizes) != len(hop_sizes):
+            raise ValueError(f"fft_sizes {tuple(fft_sizes)} and hop_sizes {tuple(hop_sizes)} differ in length")
+        self.fft_sizes = tuple(fft_sizes)
+        self.hop_sizes = tuple(hop_sizes)
+        self.sc_weight = sc_weight
+        for n in self.fft_sizes:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg: Stage2Config) -> "MaskedMRSTFTLoss":
+        return cls(cfg.stft_fft_sizes, cfg.stft_hop_sizes, cfg.lambda_sc)
+
+    def _magnitude(self, x: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
+        window = getattr(self, f"window_{n_fft}")
+        return torch.stft(x, n_fft, hop, n_fft, window, return_complex=True).abs()
+
     def forward(self, wav_hat: torch.Tensor, wav: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if mask is None:
-            return super().forward(wav_hat, wav)
         if wav_hat.shape != wav.shape:
             raise ValueError(f"STFT loss needs equal shapes, got {tuple(wav_hat.shape)} and {tuple(wav.shape)}")
-        x_hat = (wav_hat * mask).reshape(-1, wav_hat.shape[-1]).float()
+        if mask is not None:
+            wav_hat = wav_hat * mask
+        x_hat = wav_hat.reshape(-1, wav_hat.shape[-1]).float()
         x = wav.reshape(-1, wav.shape[-1]).float()
         total = x_hat.new_zeros(())
         for n_fft, hop in zip(self.fft_sizes, self.hop_sizes):
             s_hat, s = self._magnitude(x_hat, n_fft, hop), self._magnitude(x, n_fft, hop)
-            weights = frame_weights(mask, hop, s.shape[-1])
-            total = total + _frame_mean((s_hat - s).abs(), weights) + \
-                _frame_mean((torch.log(s_hat + 1e-5) - torch.log(s + 1e-5)).abs(), weights)
+            if mask is None:
+                total = total + F.l1_loss(s_hat, s) + F.l1_loss(torch.log(s_hat + 1e-5), torch.log(s + 1e-5))
+            else:
+                weights = frame_weights(mask, hop, s.shape[-1])
+                total = total + _frame_mean((s_hat - s).abs(), weights) + \
+                    _frame_mean((torch.log(s_hat + 1e-5) - torch.log(s + 1e-5)).abs(), weights)
             if self.sc_weight:  # padded frames are zero in both, so the norms need no mask
                 total = total + self.sc_weight * torch.linalg.norm(s - s_hat) / torch.linalg.norm(s).clamp_min(1e-8)
         return total / len(self.fft_sizes)
@@ -156,8 +186,8 @@ def generator_loss(wav_hat: torch.Tensor, wav: torch.Tensor, stft_loss: MaskedMR
 
         L_G = l1 * L1 + stft * L_STFT + mel * L_mel + gan * (Adv_MPD + Adv_MSD + fm * (FM_MPD + FM_MSD))
 
-    (spec §7.3 plus the mel term; with lambda_mel = 0 and no mask it equals
-    ``jepa.hifigan.generator_loss``). The GAN terms are added only when all four
+    (spec §7.3 plus the mel term; with lambda_mel = 0 and no mask it is the paper's
+    L1 + MR-STFT + GAN objective). The GAN terms are added only when all four
     discriminator outputs are given; pass them computed on ``wav_hat * mask``.
 
     Args:
