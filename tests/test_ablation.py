@@ -16,24 +16,10 @@ import pytest
 
 from jepa import ablation
 from jepa.config import config_to_dict
+from helpers import manifest_subset
 from test_train import TINY
 
 STEPS, LAST_K = 3, 2
-
-
-def _manifest(src: Path, dst: Path, n: int) -> Path:
-    """The first `n` rows of a shared-data manifest, with absolute audio paths (no audio copied)."""
-    with open(src, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        rows = [r for r, _ in zip(reader, range(n))]
-        fields = reader.fieldnames
-    for r in rows:
-        r["path"] = str((src.parent / r["path"]).resolve())
-    with open(dst, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", quoting=csv.QUOTE_NONE)
-        w.writeheader()
-        w.writerows(rows)
-    return dst
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -46,8 +32,8 @@ def ablation_out(eval_manifest, tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("ablation")
     cfg = root / "tiny.json"
     cfg.write_text(json.dumps(config_to_dict(TINY)), encoding="utf-8")
-    train = _manifest(eval_manifest.parent.parent / "train" / "manifest.tsv", root / "train.tsv", 3)
-    held_out = _manifest(eval_manifest, root / "eval.tsv", 3)
+    train = manifest_subset(eval_manifest.parent.parent / "train" / "manifest.tsv", root / "train.tsv", slice(3))
+    held_out = manifest_subset(eval_manifest, root / "eval.tsv", slice(3))
     out, runs = root / "out", root / "runs"
     assert ablation.main(["--steps", str(STEPS), "--config", str(cfg), "--data", str(train), "--eval-data",
                           str(held_out), "--eval-clips", "3", "--runs", str(runs), "--out", str(out), "--seed", "0",

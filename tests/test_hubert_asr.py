@@ -13,6 +13,7 @@ import torch
 
 from metrics.asr import AsrUnavailable, load_asr
 from metrics.asr import hubert as H
+from helpers import random_model, save_random_model
 
 VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "E", "T", "A", "O", "N", "I", "H", "S", "R", "D", "L", "U",
          "M", "W", "C", "F", "G", "Y", "P", "B", "V", "K", "'", "X", "J", "Q", "Z"]
@@ -21,23 +22,14 @@ VOCAB = ["<pad>", "<s>", "</s>", "<unk>", "|", "E", "T", "A", "O", "N", "I", "H"
 def _model(tiny: bool):
     from transformers import HubertConfig, HubertForCTC
 
-    kw = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
-    if tiny:
-        kw = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                  num_conv_pos_embeddings=16)
-    cfg = HubertConfig(vocab_size=len(VOCAB), feat_extract_norm="layer", do_stable_layer_norm=True,
-                       conv_bias=True, pad_token_id=0, **kw)
-    torch.manual_seed(0)
-    return HubertForCTC(cfg).eval()
+    return random_model(HubertForCTC, HubertConfig, tiny,
+                        full=dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+                        tiny_extra=dict(num_conv_pos_embeddings=16), vocab_size=len(VOCAB), feat_extract_norm="layer",
+                        do_stable_layer_norm=True, conv_bias=True, pad_token_id=0)
 
 
 def _save(model, root):
-    from transformers import Wav2Vec2FeatureExtractor
-
-    folder = root / H.HUBERT_SOURCE.repo_id
-    model.save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=True,
-                             return_attention_mask=True).save_pretrained(folder)
+    folder = save_random_model(model, root, H.HUBERT_SOURCE.repo_id, do_normalize=True, return_attention_mask=True)
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(VOCAB)}))
     return folder
 

@@ -17,6 +17,7 @@ import torch
 from metrics import perceptual as P
 from metrics import speaker as S
 from tests.conftest import EVAL_MANIFEST
+from helpers import random_model, save_random_model
 
 
 def _clip(row, seconds=4.0):
@@ -149,19 +150,12 @@ def _wavlm_sv(tiny: bool):
     x-vector TDNN head, 512-d embedding); `tiny` shrinks the transformer for the fast suite."""
     from transformers import WavLMConfig, WavLMForXVector
 
-    kw = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-              tdnn_dim=(32, 32, 32, 32, 96), xvector_output_dim=512, num_buckets=32, max_bucket_distance=80) if tiny else {}
-    torch.manual_seed(0)
-    return WavLMForXVector(WavLMConfig(**kw)).eval()
+    return random_model(WavLMForXVector, WavLMConfig, tiny, tiny_extra=dict(
+        tdnn_dim=(32, 32, 32, 32, 96), xvector_output_dim=512, num_buckets=32, max_bucket_distance=80))
 
 
 def _save_wavlm(model, root):
-    from transformers import Wav2Vec2FeatureExtractor
-
-    folder = root / S.WAVLM_SV_SOURCE.repo_id
-    model.save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, do_normalize=False).save_pretrained(folder)
-    return folder
+    return save_random_model(model, root, S.WAVLM_SV_SOURCE.repo_id, do_normalize=False)
 
 
 def _check_wavlm(model, root, clips):

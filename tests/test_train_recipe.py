@@ -7,7 +7,6 @@ exact resume of both stages with every new option on.
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import math
@@ -27,6 +26,7 @@ from jepa.losses import MaskedMRSTFTLoss, MultiScaleMelLoss, generator_loss, sam
 from jepa.monitor import DEFAULT_MIN_STD, CollapseMonitor, between_clip_std, fixed_crops, latent_quantizer
 from jepa.train.common import TrainArgs, load_data
 from jepa.train.runtime import Runtime
+from helpers import manifest_subset
 from test_train import TINY, _common, _states_equal
 
 #: The collapsed jepa-daam@small of the first release (format 2): its encoder ignores its input.
@@ -35,25 +35,10 @@ COLLAPSED_V1 = Path(__file__).resolve().parent / "data" / "jepa_daam_small_v1_co
 CPU = Runtime(torch.device("cpu"))
 
 
-def _manifest(src: Path, dst: Path, rows: slice) -> Path:
-    """Some rows of a shared-data manifest, with absolute audio paths (no audio copied)."""
-    with open(src, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        picked = list(reader)[rows]
-        fields = reader.fieldnames
-    for r in picked:
-        r["path"] = str((src.parent / r["path"]).resolve())
-    with open(dst, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", quoting=csv.QUOTE_NONE)
-        w.writeheader()
-        w.writerows(picked)
-    return dst
-
-
 @pytest.fixture(scope="module")
 def monitor_manifest(eval_manifest, tmp_path_factory) -> Path:
     """Eval utterances 5-8 (4.1-8.1 s), not among the 4 that the runs train on."""
-    return _manifest(eval_manifest, tmp_path_factory.mktemp("mon") / "monitor.tsv", slice(4, 8))
+    return manifest_subset(eval_manifest, tmp_path_factory.mktemp("mon") / "monitor.tsv", slice(4, 8))
 
 
 @pytest.fixture(scope="module")
