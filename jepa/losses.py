@@ -55,6 +55,19 @@ def _frame_mean(diff: torch.Tensor, weights: torch.Tensor | None) -> torch.Tenso
     return (diff * weights[:, None, :]).sum() / (weights.sum().clamp_min(1.0) * diff.shape[1])
 
 
+def _signal_rows(wav_hat: torch.Tensor, wav: torch.Tensor, mask: torch.Tensor | None,
+                 what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(wav_hat * mask, wav) as float32 rows [N, L] for the STFT (no masking when mask is None).
+
+    Raises:
+        ValueError: wav_hat and wav differ in shape (``what`` names the loss)."""
+    if wav_hat.shape != wav.shape:
+        raise ValueError(f"{what} needs equal shapes, got {tuple(wav_hat.shape)} and {tuple(wav.shape)}")
+    if mask is not None:
+        wav_hat = wav_hat * mask
+    return wav_hat.reshape(-1, wav_hat.shape[-1]).float(), wav.reshape(-1, wav.shape[-1]).float()
+
+
 @lru_cache(maxsize=32)
 def slaney_mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
     """Slaney-scale, area-normalised triangular mel filters from 0 Hz to sample_rate/2 (what
@@ -109,12 +122,7 @@ class MultiScaleMelLoss(nn.Module):
         return torch.log10(torch.clamp(getattr(self, f"mel_{n}") @ spec, min=LOG_FLOOR))
 
     def forward(self, wav_hat: torch.Tensor, wav: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if wav_hat.shape != wav.shape:
-            raise ValueError(f"mel loss needs equal shapes, got {tuple(wav_hat.shape)} and {tuple(wav.shape)}")
-        if mask is not None:
-            wav_hat = wav_hat * mask
-        x_hat = wav_hat.reshape(-1, wav_hat.shape[-1]).float()
-        x = wav.reshape(-1, wav.shape[-1]).float()
+        x_hat, x = _signal_rows(wav_hat, wav, mask, "mel loss")
         total = x_hat.new_zeros(())
         for n in self.windows:
             a, b = self.log_mel(x_hat, n), self.log_mel(x, n)
@@ -158,12 +166,7 @@ class MaskedMRSTFTLoss(nn.Module):
         return torch.stft(x, n_fft, hop, n_fft, window, return_complex=True).abs()
 
     def forward(self, wav_hat: torch.Tensor, wav: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if wav_hat.shape != wav.shape:
-            raise ValueError(f"STFT loss needs equal shapes, got {tuple(wav_hat.shape)} and {tuple(wav.shape)}")
-        if mask is not None:
-            wav_hat = wav_hat * mask
-        x_hat = wav_hat.reshape(-1, wav_hat.shape[-1]).float()
-        x = wav.reshape(-1, wav.shape[-1]).float()
+        x_hat, x = _signal_rows(wav_hat, wav, mask, "STFT loss")
         total = x_hat.new_zeros(())
         for n_fft, hop in zip(self.fft_sizes, self.hop_sizes):
             s_hat, s = self._magnitude(x_hat, n_fft, hop), self._magnitude(x, n_fft, hop)
