@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -256,8 +257,6 @@ class Runner:
         ``perceptual_s`` is the time actually spent now (0 when everything came from the cache)."""
         if self.quality is None:
             return {}
-        import time
-
         t0 = time.perf_counter()
         ref_key = store.cache_key(kind="perceptual-ref", audio=src.checksum, code=self.version.metrics,
                                   models=self._quality_info, metric_sr=METRIC_SR)
@@ -322,9 +321,14 @@ class Runner:
             row.update(encode_s=values["encode_s"], decode_s=values["decode_s"],
                        encode_rtf=speed.rtf(values["encode_s"], duration),
                        decode_rtf=speed.rtf(values["decode_s"], duration), timing_device=values["device"])
+            t_signal = time.perf_counter()
             row.update(self.signal_columns(key, src.ref16, est16))
+            row["signal_s"] = time.perf_counter() - t_signal
             stage[0] = "asr"
-            row.update(self.asr_columns(key, src, est16))
+            if self.asr is not None:
+                t_asr = time.perf_counter()
+                row.update(self.asr_columns(key, src, est16))
+                row["asr_s"] = time.perf_counter() - t_asr
             stage[0] = "perceptual"
             row.update(self.perceptual_columns(key, src, est16))
             if codes is not None:

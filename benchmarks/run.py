@@ -23,7 +23,8 @@ from audiocore.device import VALID_DEVICES
 from audiocore.device import resolve_device as _resolve_device
 from benchmarks import store
 from benchmarks.protocols import get_protocol
-from benchmarks.runconfig import DEFAULT_ASR, RunConfig, UserError
+from benchmarks.components import usable_cores
+from benchmarks.runconfig import DEFAULT_ASR, EXECUTORS, RunConfig, UserError
 from benchmarks.runner import run_benchmark, skipped_lines
 
 __all__ = ["build_parser", "main", "parse_args", "resolve_device", "UserError"]
@@ -75,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="never touch the network: no weight downloads (as HF_HUB_OFFLINE=1)")
     p.add_argument("--no-report", dest="report", action="store_false",
                    help="do not write summary tables, plots and report.html")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes (default: the usable cores on CPU, 1 with CUDA; 1: all in this process); "
+                        "each worker loads the codecs and metric models once; results do not depend on N")
+    p.add_argument("--executor", default="local", choices=EXECUTORS,
+                   help="local: worker processes on this machine; ray: Ray actors on a cluster "
+                        "(pip install '.[ray]'; docs/performance.md) (default: local)")
+    p.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="Ray cluster to join with --executor ray (e.g. auto, ray://head:10001; default: start a "
+                        "local Ray with --jobs CPUs)")
     p.add_argument("--listen", type=int, default=3, metavar="N",
                    help="utterances in report.html's listening grid, chosen to span the data set (default: 3; 0: none)")
     return p
@@ -105,6 +115,10 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
     for flag, folder in (("--out", args.out), ("--cache-dir", args.cache_dir)):
         if folder is not None and folder.expanduser().exists() and not folder.expanduser().is_dir():
             raise UserError(f"{flag} {folder}: exists and is not a folder")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be 1 or more worker processes, got {args.jobs}")
+    if args.ray_address is not None and args.executor != "ray":
+        raise UserError("--ray-address needs --executor ray")
     if args.asr is not None and not args.asr.strip():
         raise UserError("--asr needs a backend such as faster-whisper:tiny.en (or use --no-asr)")
     try:
@@ -112,16 +126,23 @@ def parse_args(argv: Sequence[str] | None) -> RunConfig:
     except ValueError as exc:
         raise UserError(f"--protocol: {exc}") from exc
     from_protocol = args.asr == _PROTOCOL_ASR
+    device = resolve_device(args.device)
     return RunConfig(
         codecs=args.codecs, data=args.data, limit=args.limit,
         out=(args.out or _default_out(args.data, args.codecs)).expanduser(),
-        device=resolve_device(args.device), resume=args.resume and not args.force, force=args.force,
+        device=device, resume=args.resume and not args.force, force=args.force,
         asr=protocol.asr if from_protocol else args.asr, cache_dir=(args.cache_dir or store.default_cache_dir()).expanduser(),
         report=args.report, argv=tuple(argv),
         weights_dir=None if args.weights_dir is None else args.weights_dir.expanduser().resolve(),
         protocol=protocol.name, perceptual=args.perceptual, offline=args.offline, asr_from_protocol=from_protocol,
-        listen=args.listen,
+        listen=args.listen, jobs=args.jobs or default_jobs(device), executor=args.executor,
+        ray_address=args.ray_address,
     )
+
+
+def default_jobs(device: str) -> int:
+    """``--jobs`` when not given: the usable cores on CPU; 1 on CUDA (workers would share one GPU)."""
+    return 1 if device.startswith("cuda") else usable_cores()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,12 @@ DEFAULT_ASR = "faster-whisper:tiny.en"
 #: Seed for every random number generator touched by a run (recorded in manifest.json).
 SEED = 0
 #: Row columns that hold wall-clock timings (they differ between otherwise identical runs).
-TIMING_COLUMNS = ("encode_s", "decode_s", "encode_rtf", "decode_rtf", "perceptual_s")
+TIMING_COLUMNS = ("encode_s", "decode_s", "encode_rtf", "decode_rtf", "signal_s", "asr_s", "perceptual_s")
+#: CPU threads of each evaluation (torch, BLAS, CTranslate2). One thread per worker makes every
+#: value independent of ``--jobs`` and of the machine's core count; parallelism comes from workers.
+EVAL_THREADS = 1
+#: Executors of ``--executor``: worker processes on this machine, or a Ray cluster.
+EXECUTORS = ("local", "ray")
 
 
 class UserError(Exception):
@@ -41,6 +46,10 @@ class RunConfig:
         offline: never touch the network (``--offline``; ``HF_HUB_OFFLINE=1`` does the same).
         asr_from_protocol: ``--asr`` was not given, so the protocol chose the ASR (and may fall back).
         listen: utterances in the listening grid of ``report.html`` (``--listen``; 0: none).
+        jobs: worker processes (``--jobs``; 1: everything in this process); with Ray, the number
+            of actors.
+        executor: ``local`` or ``ray`` (``benchmarks.executor``).
+        ray_address: address of the Ray cluster (``--ray-address``; None: start a local Ray).
     """
 
     codecs: str
@@ -60,3 +69,6 @@ class RunConfig:
     offline: bool = False
     asr_from_protocol: bool = False
     listen: int = 3
+    jobs: int = 1
+    executor: str = "local"
+    ray_address: str | None = None

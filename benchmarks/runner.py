@@ -10,6 +10,7 @@ tables (``benchmarks.report``) and ``report.html`` (``benchmarks.html_report``).
 from __future__ import annotations
 
 import datetime as _dt
+from contextlib import ExitStack, closing
 import importlib
 import os
 import stat
@@ -24,80 +25,20 @@ from audiocore.atomic import atomic_write_text
 from audiocore.codec import Codec
 from audiocore.hashing import file_sha256
 from benchmarks import provenance, store
+from benchmarks.components import RunParts, build_parts, load_utterances, log_stderr
+from benchmarks.evaluate import load_source
+from benchmarks.executor import Executor, UnitResult, in_driver, make_executor, unit_plan
 from benchmarks.lock import RunLock, describe
-from benchmarks.evaluate import Runner, load_source
-from benchmarks.protocols import Protocol, get_protocol
 from benchmarks.provenance import CodeVersion
 from benchmarks.quality import QualityStage
-from benchmarks.runconfig import SEED, RunConfig, UserError
+from benchmarks.runconfig import EVAL_THREADS, SEED, RunConfig, UserError
 from benchmarks.selfcheck import run_self_checks
 from metrics import speed
 from metrics.asr import AsrScorer
 
 
 # --------------------------------------------------------------------------------------------
-# Inputs: utterances, codecs, ASR
-
-
-def load_utterances(data: str, limit: int | None) -> list[Any]:
-    """The utterances of ``--data`` (``audiocore.datasets.load_dataset``); errors -> UserError."""
-    from audiocore.datasets import load_dataset
-
-    try:
-        utts = load_dataset(data, limit=limit)
-    except ValueError as exc:  # DatasetError is a ValueError
-        raise UserError(" ".join(str(exc).split())) from exc
-    if not utts:
-        raise UserError(f"--data {data}: no utterances found")
-    ids = [u.id for u in utts]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
-        raise UserError(f"--data {data}: utterance ids must be unique; repeated: {', '.join(dup)}")
-    return utts
-
-
-def build_codecs(text: str, device: str, weights_dir: Path | None = None) -> tuple[list[Codec], list[tuple[str, str]]]:
-    """Codec objects for ``--codecs`` plus (spec, reason) for the unavailable ones.
-
-    ``weights_dir`` (``--weights-dir``) goes to the backends that load pretrained weights.
-
-    Unknown families or settings are user errors (``registry`` raises ValueError listing the
-    valid ones); a missing package or weights file makes a codec *skipped*, never a crash.
-    """
-    from baselines import registry
-
-    try:
-        return registry.build_codecs(text, device, weights_dir=weights_dir)
-    except ValueError as exc:
-        raise UserError(" ".join(str(exc).split())) from exc
-
-
-def asr_scorer(spec: str, device: str, cache_dir: Path, **options: Any) -> AsrScorer:
-    """The run's ASR (``metrics.asr.AsrScorer``; transcripts of originals cached under
-    ``<cache_dir>/transcripts``). A missing backend package or model is not an error: the scorer
-    says why and the ASR columns are NaN. An unknown backend family is a UserError.
-    ``options`` (weights folder, download, offline) go to backends with downloadable weights."""
-    if not spec.strip().startswith("hubert-ctc"):
-        options = {}
-    try:
-        return AsrScorer(spec, device, Path(cache_dir) / "transcripts", **options)
-    except ValueError as exc:
-        raise UserError(f"--asr {spec}: {' '.join(str(exc).split())}") from exc
-
-
-def protocol_asr(cfg: RunConfig, protocol: Protocol) -> tuple[AsrScorer | None, list[str]]:
-    """The ASR of the run: ``--asr`` when given, else the protocol's, falling back to the
-    protocol's stated substitute when its model is unavailable. Returns (scorer, substitutions)."""
-    if cfg.asr is None:
-        return None, []
-    spec = protocol.asr if cfg.asr_from_protocol else cfg.asr
-    opts = dict(weights_dir=cfg.weights_dir, download=protocol.download, offline=cfg.offline)
-    asr = asr_scorer(spec, cfg.device, cfg.cache_dir, **opts)
-    if asr.reason and cfg.asr_from_protocol and protocol.asr_fallback and protocol.asr_fallback != spec:
-        fallback = asr_scorer(protocol.asr_fallback, cfg.device, cfg.cache_dir)
-        if fallback.available:
-            return fallback, [f"ASR: {protocol.asr_fallback} in place of {spec} ({asr.reason})"]
-    return asr, []
+# Inputs
 
 
 def self_check_waves(utts: Sequence[Any], checksums: dict[str, str | None]) -> list[tuple[str, Any, int]]:
@@ -185,8 +126,7 @@ def skipped_lines(skipped: Sequence[tuple[str, str]]) -> list[str]:
     return [f"skipped {', '.join(specs)}: {reason}" for reason, specs in by_reason.items()]
 
 
-def _print(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+_print = log_stderr
 
 
 def _progress(total: int) -> Any:
@@ -235,82 +175,115 @@ def run_benchmark(cfg: RunConfig) -> RunStats:
 
 def _run_benchmark(cfg: RunConfig) -> RunStats:
     t0 = time.perf_counter()
+    phases: dict[str, float] = {}
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     seeds = provenance.seed_everything(SEED)
     utts = load_utterances(cfg.data, cfg.limit)
-    codecs, skipped = build_codecs(cfg.codecs, cfg.device, cfg.weights_dir)
-    stats = RunStats(skipped=list(skipped))
-    for line in skipped_lines(skipped):
+    version = provenance.code_version()
+    with ExitStack() as stack:
+        if not in_driver(cfg):  # workers start loading their models while the driver loads its own
+            executor = make_executor(cfg, version)
+            stack.callback(executor.close)
+            executor.start()
+        parts = build_parts(cfg, log=_print, threads=EVAL_THREADS)
+        if in_driver(cfg):
+            executor = make_executor(cfg, version, parts)
+        return _run_with(cfg, executor, parts, utts, version, started, seeds, phases, t0)
+
+
+def _run_with(cfg: RunConfig, executor: Executor, parts: RunParts, utts: list[Any], version: CodeVersion,
+              started: str, seeds: dict[str, int], phases: dict[str, float], t0: float) -> RunStats:
+    codecs, asr, quality = parts.codecs, parts.asr, parts.quality
+    stats = RunStats(skipped=list(parts.skipped))
+    for line in skipped_lines(parts.skipped):
         _print(line)
     if not codecs:
         raise UserError(f"none of the requested codecs ({cfg.codecs}) is available (see the reasons above)")
     cfg.out.mkdir(parents=True, exist_ok=True)
-    store.atomic_write_json(cfg.out / store.SKIPPED_FILE, [{"codec": s, "reason": r} for s, r in skipped])
-    protocol = get_protocol(cfg.protocol)
-    if cfg.offline:  # every library below (huggingface_hub, transformers) stays off the network too
-        os.environ["HF_HUB_OFFLINE"] = "1"
-    asr, substitutions = protocol_asr(cfg, protocol)
-    for line in substitutions:
-        _print(f"substitution: {line}")
-    if asr is not None and asr.reason:
-        _print(f"warning: {asr.reason}; WER/CER/dWER will be NaN")
-    quality = QualityStage(protocol, cfg.device, cfg.weights_dir, offline=cfg.offline, enabled=cfg.perceptual, log=_print)
-    substitutions += quality.substitutions
-    version = provenance.code_version()
+    store.atomic_write_json(cfg.out / store.SKIPPED_FILE, [{"codec": s, "reason": r} for s, r in parts.skipped])
     checksums = _data_checksums(utts)
-    waves = self_check_waves(utts, checksums)
-    clips = [checksums.get(uid) for uid, _, _ in waves]
-    cache = store.ResultCache(cfg.cache_dir, read=not cfg.force)
-    checks = run_self_checks(
-        codecs, waves, cfg.out, log=lambda line: print(line, flush=True), cache=cache,
-        key=lambda c: store.cache_key(kind="selfcheck", codec=c.name, weights=provenance.codec_weights_hash(c),
-                                      code=version.codec, metrics=version.metrics, clips=clips))
-    manifest = provenance.manifest_dict(cfg, version, codecs, skipped, asr, checksums, seeds, utts)
-    manifest.update(started=started, status="running", protocol=protocol.name, substitutions=substitutions,
-                    offline=bool(cfg.offline or os.environ.get("HF_HUB_OFFLINE")),
-                    perceptual=quality.info() if cfg.perceptual else None,
-                    self_checks={name: rep.to_json() for name, rep in checks.items()})
-    store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
+    phases["setup_s"] = time.perf_counter() - t0
+    with closing(executor):  # workers stop however this block ends
+        waves = self_check_waves(utts, checksums)
+        clips = [checksums.get(uid) for uid, _, _ in waves]
+        cache = store.ResultCache(cfg.cache_dir, read=not cfg.force)
+        checks = run_self_checks(
+            codecs, waves, cfg.out, log=lambda line: print(line, flush=True), cache=cache,
+            key=lambda c: store.cache_key(kind="selfcheck", codec=c.name, weights=provenance.codec_weights_hash(c),
+                                          code=version.codec, metrics=version.metrics, clips=clips))
+        phases["self_check_s"] = time.perf_counter() - t0 - phases["setup_s"]
+        manifest = provenance.manifest_dict(cfg, version, codecs, parts.skipped, asr, checksums, seeds, utts)
+        manifest.update(started=started, status="running", protocol=parts.protocol.name,
+                        substitutions=parts.substitutions,
+                        offline=bool(cfg.offline or os.environ.get("HF_HUB_OFFLINE")),
+                        perceptual=quality.info() if cfg.perceptual else None,
+                        self_checks={name: rep.to_json() for name, rep in checks.items()})
+        store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
 
-    results = _prepare_results(cfg)
-    done = store.finished_keys(_this_version(store.load_rows(results), version), _row_complete(asr, quality)) \
-        if cfg.resume else set()
-    runner = Runner(cfg, version, cache, asr, quality)
-    with store.ResultsWriter(results) as writer, _progress(len(codecs) * len(utts)) as bar:
-        for utt in utts:
-            todo = [c for c in codecs if (c.name, utt.id) not in done]
-            stats.resumed += len(codecs) - len(todo)
-            bar.update(len(codecs) - len(todo))
-            if not todo:
-                continue
-            try:
-                src = load_source(utt, checksums.get(utt.id))
-            except Exception as exc:  # unreadable input: one error row per codec
-                rows = [runner.error_row(c, utt, exc, "load") for c in todo]
-            else:
-                rows = (runner.evaluate(c, src) for c in todo)
-            for row in rows:
-                writer.append(row)
-                stats.errors += row["status"] == "error"
-                bar.update(1)
-    stats.computed, stats.from_cache = runner.n_computed, runner.n_from_cache
+        results = _prepare_results(cfg)
+        done = store.finished_keys(_this_version(store.load_rows(results), version), _row_complete(asr, quality)) \
+            if cfg.resume else set()
+        units, stats.resumed = unit_plan(utts, [c.name for c in codecs], checksums, done)
+        cache_counts = _CacheCounts()
+        t_eval, eval_started_at = time.perf_counter(), time.time()
+        with store.ResultsWriter(results) as writer, _progress(len(codecs) * len(utts)) as bar:
+            bar.update(stats.resumed)
+            for result in executor.map_units(units):
+                for row in result.rows:
+                    writer.append(row)
+                    stats.errors += row["status"] == "error"
+                    stats.computed += row["status"] == "ok" and not row.get("from_cache")
+                    stats.from_cache += row["status"] == "ok" and bool(row.get("from_cache"))
+                    bar.update(1)
+                cache_counts.add(result)
+    phases["evaluate_s"] = time.perf_counter() - t_eval
     stats.failures = failures_by_reason(store.load_rows(results))
-    stats.cache_invalid, stats.cache_invalid_reasons = runner.cache.invalid, list(runner.cache.invalid_reasons)
-    stats.wall_s = time.perf_counter() - t0
+    stats.cache_invalid, stats.cache_invalid_reasons = cache_counts.invalid, cache_counts.invalid_reasons
     if cfg.report:
+        t_report = time.perf_counter()
         stats.summary = write_summary(cfg.out)
+        phases["summary_s"] = time.perf_counter() - t_report
+    stats.wall_s = time.perf_counter() - t0
     manifest.update(status="finished", finished=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                     wall_s=round(stats.wall_s, 3), rows_computed=stats.computed, rows_from_cache=stats.from_cache,
                     rows_resumed=stats.resumed, rows_error=stats.errors, failures_by_reason=stats.failures,
+                    execution={"executor": cfg.executor, "workers": executor.workers, "units": len(units),
+                               "load_s": round(cache_counts.load_s, 3),
+                               "worker_start_wait_s": round(cache_counts.start_wait_s, 3),
+                               "phases_s": {k: round(v, 3) for k, v in phases.items()}},
                     peak_memory_mb=speed.peak_memory_mb(cfg.device),
+                    peak_memory_workers_mb=speed.peak_memory_children_mb(),
                     peak_memory_source=speed.peak_memory_source(cfg.device),
-                    cache={"dir": str(cfg.cache_dir), "hits": runner.cache.hits, "misses": runner.cache.misses,
-                           "invalid": runner.cache.invalid, "invalid_reasons": runner.cache.invalid_reasons,
-                           "size_bytes": runner.cache.size_bytes(), "entries": runner.cache.n_entries()})
+                    cache={"dir": str(cfg.cache_dir), "hits": cache_counts.hits, "misses": cache_counts.misses,
+                           "invalid": cache_counts.invalid, "invalid_reasons": cache_counts.invalid_reasons,
+                           "size_bytes": cache.size_bytes(), "entries": cache.n_entries()})
     store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
     if cfg.report:  # after the final manifest, so the page shows the finished run's provenance
         stats.report_html = write_html_report(cfg, codecs, version)
     return stats
+
+
+@dataclass
+class _CacheCounts:
+    """Cache lookups and file-reading time of the run, summed over the units (whichever process
+    did them), and the time workers were still loading their models after the evaluation began
+    (``start_wait_s``, summed over workers)."""
+
+    hits: int = 0
+    misses: int = 0
+    invalid: int = 0
+    invalid_reasons: list[str] = field(default_factory=list)
+    load_s: float = 0.0
+    start_wait_s: float = 0.0
+
+    def add(self, result: UnitResult, eval_started_at: float) -> None:
+        self.load_s += result.load_s
+        if result.worker_ready_at is not None:  # a worker's first unit: was it still loading?
+            self.start_wait_s += max(0.0, result.worker_ready_at - eval_started_at)
+        self.hits += result.cache.get("hits", 0)
+        self.misses += result.cache.get("misses", 0)
+        self.invalid += result.cache.get("invalid", 0)
+        self.invalid_reasons += result.cache.get("invalid_reasons", [])[: max(0, 5 - len(self.invalid_reasons))]
 
 
 # --------------------------------------------------------------------------------------------

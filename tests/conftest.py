@@ -58,3 +58,13 @@ def speech_clips_24k(eval_rows):
         if len(clips) == 8:
             break
     return torch.from_numpy(np.stack(clips))[:, None]
+
+
+@pytest.fixture(autouse=True)
+def _serial_runs_by_default(monkeypatch):
+    """``python -m benchmarks.run`` without ``--jobs`` evaluates in the test's own process, so
+    tests may hand the runner codecs that only exist in the test (worker processes rebuild codecs
+    by name). Tests of ``--jobs N`` and ``--executor ray`` pass the flags explicitly."""
+    from benchmarks import run
+
+    monkeypatch.setattr(run, "default_jobs", lambda device: 1)

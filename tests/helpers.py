@@ -50,3 +50,28 @@ def save_random_model(model: Any, root: Path, repo_id: str, **feature_extractor:
     model.save_pretrained(folder)
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, **feature_extractor).save_pretrained(folder)
     return folder
+
+
+class CrashingUtterance:
+    """An utterance whose file path kills the process that reads it, when that process is a
+    worker (not the test itself): a stand-in for a native crash of a codec or metric library.
+    Importable by spawned worker processes (they get the test's ``sys.path``)."""
+
+    def __init__(self, utt: Any) -> None:
+        self._utt = utt
+        self.id, self.set, self.duration_s = utt.id, utt.set, utt.duration_s
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # unpickling looks up __setstate__ before _utt exists
+            raise AttributeError(name)
+        return getattr(self._utt, name)
+
+    @property
+    def path(self) -> Any:
+        import multiprocessing
+        import os
+        import signal
+
+        if multiprocessing.parent_process() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return self._utt.path

@@ -17,7 +17,7 @@ import torch
 
 from audiocore.codec import Encoded
 from audiocore.hashing import file_sha256
-from benchmarks import provenance, runner, store
+from benchmarks import components, provenance, runner, store
 from test_run_cli import REPO_ROOT, SHORT_IDS, call_main, write_manifest
 
 
@@ -61,13 +61,13 @@ def setup(tmp_path, eval_rows, monkeypatch):
     calls: Counter = Counter()
 
     def go(name: str, weights: str, gain: float, out: str, *extra: str) -> tuple[str, dict]:
-        monkeypatch.setattr(runner, "build_codecs",
+        monkeypatch.setattr(components, "build_codecs",
                             lambda text, device, weights_dir=None: ([GainCodec(name, weights, gain, calls)], []))
         # the self-check's own encodes (cached separately, counted in test_resume) stay out of these counts
         monkeypatch.setattr(runner, "run_self_checks", lambda *a, **k: {})
         code, stdout, stderr = call_main(["--codecs", name, "--data", str(manifest), "--out", str(tmp_path / out),
                                           "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-perceptual",
-                                          "--no-report", *extra])
+                                          "--no-report", "--jobs", "1", *extra])  # GainCodec lives in this process
         assert code == 0, stderr
         (result,) = store.load_rows(tmp_path / out)
         assert result["status"] == "ok", result

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import run, runner, store
+from benchmarks import components, run, runner, store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Short real utterances from ../shared/data/eval (1.1 s - 2.1 s, with transcripts).
@@ -219,7 +219,7 @@ def test_token_rows_carry_vocab_sizes_and_report_counts_codebooks(tmp_path, eval
     import numpy as np
     import pandas as pd
 
-    monkeypatch.setattr(runner, "build_codecs", lambda text, device, weights_dir=None: ([ToyTokenCodec()], []))
+    monkeypatch.setattr(components, "build_codecs", lambda text, device, weights_dir=None: ([ToyTokenCodec()], []))
     manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:2])
     out = tmp_path / "run"
     code, _, stderr = call_main(["--codecs", "toy-tokens", "--data", str(manifest), "--out", str(out),
