@@ -57,6 +57,7 @@ import math
 import re
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -135,7 +136,21 @@ def load_results(run_dir_or_file: str | Path) -> pd.DataFrame:
     df["status"] = df["status"].fillna("ok")
     if "utt_id" in df.columns:
         df = df.drop_duplicates(subset=["codec", "utt_id"], keep="last")
+        # Rows in a canonical order (codecs as first listed, utterances by id): parallel workers
+        # finish in any order, and bootstrap resamples must not depend on it.
+        rank = {c: i for i, c in enumerate(_codec_order(path.parent, pd.unique(df["codec"])))}
+        df = df.assign(_rank=df["codec"].map(rank), _utt=df["utt_id"].astype(str))
+        df = df.sort_values(["_rank", "_utt"], kind="mergesort").drop(columns=["_rank", "_utt"])
     return _coerce_numeric(df).reset_index(drop=True)
+
+
+def _codec_order(run_dir: Path, seen: Sequence[str]) -> list[str]:
+    """Codecs in the order the run listed them (``manifest.json``), then any others as seen."""
+    try:
+        listed = [c["codec"] for c in json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["codecs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        listed = []
+    return [*[c for c in listed if c in set(seen)], *[c for c in seen if c not in set(listed)]]
 
 
 def _coerce_numeric(df: pd.DataFrame) -> pd.DataFrame:

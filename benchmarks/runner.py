@@ -235,7 +235,7 @@ def _run_with(cfg: RunConfig, executor: Executor, parts: RunParts, utts: list[An
                     stats.computed += row["status"] == "ok" and not row.get("from_cache")
                     stats.from_cache += row["status"] == "ok" and bool(row.get("from_cache"))
                     bar.update(1)
-                cache_counts.add(result)
+                cache_counts.add(result, eval_started_at)
     phases["evaluate_s"] = time.perf_counter() - t_eval
     stats.failures = failures_by_reason(store.load_rows(results))
     stats.cache_invalid, stats.cache_invalid_reasons = cache_counts.invalid, cache_counts.invalid_reasons
