@@ -35,6 +35,7 @@ from benchmarks.components import RunParts, build_codecs, build_parts
 from benchmarks.evaluate import Runner, load_source
 from benchmarks.provenance import CodeVersion
 from benchmarks.runconfig import EVAL_THREADS, SEED, RunConfig
+from metrics import speed
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class UnitResult:
             reasons of invalid entries (``invalid_reasons``).
         worker_ready_at: for the first unit of a worker, the wall-clock time (``time.time()``) at
             which the worker had loaded its models; None otherwise.
+        peak_rss_mb: peak resident set size of the process that evaluated the unit so far (MiB).
     """
 
     utt_id: str
@@ -73,6 +75,7 @@ class UnitResult:
     wall_s: float = 0.0
     cache: dict[str, Any] = field(default_factory=dict)
     worker_ready_at: float | None = None
+    peak_rss_mb: float | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,7 @@ class Worker:
         with eval_threads():
             result = self._run(unit)
         result.worker_ready_at, self._ready_at = self._ready_at, None
+        result.peak_rss_mb = speed.peak_memory_mb("cpu")
         return result
 
     def _run(self, unit: WorkUnit) -> UnitResult:

@@ -2,9 +2,11 @@
 
 :func:`run_benchmark` loads the utterances (``audiocore.datasets``) and the codecs
 (``baselines.registry``), writes ``manifest.json`` (``benchmarks.provenance``), skips the pairs a
-previous run of the same code version finished, evaluates the others one utterance at a time
-(:class:`benchmarks.evaluate.Runner`: load, resample, encode, decode, metrics, ASR) and appends
-each row to ``results.jsonl`` as it finishes (``benchmarks.store``), then writes the summary
+previous run of the same code version finished, evaluates the others as units of one utterance
+each (``benchmarks.executor``: in this process, in ``--jobs N`` worker processes or on Ray actors;
+each unit goes through :class:`benchmarks.evaluate.Runner`: load, resample, encode, decode,
+metrics, ASR) and appends each row to ``results.jsonl`` as it comes back (``benchmarks.store``;
+this process is the only writer), then writes the summary
 tables (``benchmarks.report``) and ``report.html`` (``benchmarks.html_report``). Any exception for one pair becomes an error row; the run goes on.
 """
 from __future__ import annotations
@@ -252,7 +254,7 @@ def _run_with(cfg: RunConfig, executor: Executor, parts: RunParts, utts: list[An
                                "worker_start_wait_s": round(cache_counts.start_wait_s, 3),
                                "phases_s": {k: round(v, 3) for k, v in phases.items()}},
                     peak_memory_mb=speed.peak_memory_mb(cfg.device),
-                    peak_memory_workers_mb=speed.peak_memory_children_mb(),
+                    peak_memory_workers_mb=None if in_driver(cfg) else cache_counts.worker_peak_mb,
                     peak_memory_source=speed.peak_memory_source(cfg.device),
                     cache={"dir": str(cfg.cache_dir), "hits": cache_counts.hits, "misses": cache_counts.misses,
                            "invalid": cache_counts.invalid, "invalid_reasons": cache_counts.invalid_reasons,
@@ -266,8 +268,8 @@ def _run_with(cfg: RunConfig, executor: Executor, parts: RunParts, utts: list[An
 @dataclass
 class _CacheCounts:
     """Cache lookups and file-reading time of the run, summed over the units (whichever process
-    did them), and the time workers were still loading their models after the evaluation began
-    (``start_wait_s``, summed over workers)."""
+    did them), the time workers were still loading their models after the evaluation began
+    (``start_wait_s``, summed over workers) and the largest worker's peak RSS (MiB)."""
 
     hits: int = 0
     misses: int = 0
@@ -275,9 +277,12 @@ class _CacheCounts:
     invalid_reasons: list[str] = field(default_factory=list)
     load_s: float = 0.0
     start_wait_s: float = 0.0
+    worker_peak_mb: float | None = None
 
     def add(self, result: UnitResult, eval_started_at: float) -> None:
         self.load_s += result.load_s
+        if result.peak_rss_mb is not None:
+            self.worker_peak_mb = max(self.worker_peak_mb or 0.0, result.peak_rss_mb)
         if result.worker_ready_at is not None:  # a worker's first unit: was it still loading?
             self.start_wait_s += max(0.0, result.worker_ready_at - eval_started_at)
         self.hits += result.cache.get("hits", 0)

@@ -156,15 +156,6 @@ def peak_memory_mb(device: str | torch.device) -> float | None:
     return None
 
 
-def peak_memory_children_mb() -> float | None:
-    """Peak resident set size (MiB) of the largest finished child process (worker processes of a
-    run, after they exited; ``resource.getrusage`` ``RUSAGE_CHILDREN``), None when there was none."""
-    maxrss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if maxrss == 0:
-        return None
-    return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 2**10
-
-
 def device_description(device: str | torch.device) -> str:
     """One line naming the hardware and software that timings were measured on.
 
