@@ -337,21 +337,6 @@ class ProcessExecutor:
             self._pool = None
 
 
-def make_executor(cfg: RunConfig, version: CodeVersion, parts: RunParts | None = None) -> Executor:
-    """The executor ``cfg`` asks for: worker processes (``jobs > 1``), Ray, or, with ``parts``
-    (the driver's built models), this process (``jobs == 1``)."""
-    setup = WorkerSetup(cfg=cfg, version=version)
-    if cfg.executor == "ray":
-        from benchmarks.ray_executor import RayExecutor
-
-        return RayExecutor(setup, cfg.jobs, address=cfg.ray_address)
-    if cfg.jobs > 1:
-        return ProcessExecutor(setup, cfg.jobs)
-    if parts is None:
-        raise ValueError("--jobs 1 evaluates in this process: give the driver's RunParts")
-    return SerialExecutor(Worker(setup, parts))
-
-
 def in_driver(cfg: RunConfig) -> bool:
     """True when units are evaluated in the driver process (``--jobs 1``, local executor)."""
     return cfg.executor == "local" and cfg.jobs <= 1

@@ -29,7 +29,7 @@ from audiocore.hashing import file_sha256
 from benchmarks import provenance, store
 from benchmarks.components import RunParts, build_parts, load_utterances, log_stderr
 from benchmarks.evaluate import load_source
-from benchmarks.executor import Executor, UnitResult, in_driver, make_executor, unit_plan
+from benchmarks.executor import Executor, ProcessExecutor, SerialExecutor, UnitResult, Worker, WorkerSetup, in_driver, unit_plan
 from benchmarks.lock import RunLock, describe
 from benchmarks.provenance import CodeVersion
 from benchmarks.quality import QualityStage
@@ -67,6 +67,21 @@ def failures_by_reason(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
         for r in rows if r.get("status") == "error"
     )
     return dict(counts.most_common())
+
+
+def make_executor(cfg: RunConfig, version: CodeVersion, parts: RunParts | None = None) -> Executor:
+    """The executor ``cfg`` asks for: worker processes (``jobs > 1``), Ray, or, with ``parts``
+    (the driver's built models), this process (``jobs == 1``)."""
+    setup = WorkerSetup(cfg=cfg, version=version)
+    if cfg.executor == "ray":
+        from benchmarks.ray_executor import RayExecutor  # imports Ray only when asked for
+
+        return RayExecutor(setup, cfg.jobs, address=cfg.ray_address)
+    if cfg.jobs > 1:
+        return ProcessExecutor(setup, cfg.jobs)
+    if parts is None:
+        raise ValueError("--jobs 1 evaluates in this process: give the driver's RunParts")
+    return SerialExecutor(Worker(setup, parts))
 
 
 @dataclass
