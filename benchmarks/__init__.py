@@ -10,6 +10,14 @@ lives in ``metrics``, codecs in ``baselines``, data loading in ``audiocore``.
 """
 from __future__ import annotations
 
+from metrics.asr.isa import pin_cpu_isa
+
+# Before anything in this process runs a model: ONEDNN_MAX_CPU_ISA caps PyTorch's oneDNN
+# convolutions (codecs, perceptual models) as well as CTranslate2's GEMMs, and is read once, at the
+# first oneDNN call. Pinned here, every process of a run (driver, workers, Ray actors: they all
+# import this package) computes on the same path, whatever ran before in it.
+pin_cpu_isa()
+
 from benchmarks.report import load_results, summarize, write_reports
 from benchmarks.runconfig import RunConfig, UserError
 from benchmarks.runner import run_benchmark

@@ -19,6 +19,12 @@ environment is kept (an explicit choice, e.g. to measure another ISA) and record
 one. An x86 CPU without AVX2 cannot run the pinned path (CTranslate2 refuses an ISA the CPU lacks):
 there only ``CT2_USE_MKL=0`` is set, so Intel and AMD CPUs still share oneDNN. On other machines
 (ARM) nothing is set. Either way the settings in force are recorded.
+
+``ONEDNN_MAX_CPU_ISA`` also caps PyTorch's own oneDNN (its CPU convolutions), read once at the
+first oneDNN call of the process: a torch model run before the pin computes with AVX-512 kernels on
+a CPU that has them, after it with AVX2 ones, and the results differ in the last bits (seen as
+different ESTOI and WER of ``jepa-daam@small-50hz`` between a test process that had run
+convolutions before and fresh worker processes). ``import benchmarks`` therefore pins first.
 """
 from __future__ import annotations
 
