@@ -5,8 +5,10 @@ Specs:
                           (the small-50hz preset trained on this repository's CPU; see
                           jepa/checkpoints/MODEL_CARD.md): 50 frames/s, one token of 8,000 per
                           frame plus a 6-bit loudness header per utterance, ~650 bit/s
-    jepa-daam@small       the paper's 2.5 Hz frame rate at SMALL size: not shipped in this release
-                          (listed as skipped with the reason, see NOT_SHIPPED)
+    jepa-daam@small       `jepa/checkpoints/jepa_daam_small.safetensors`: the paper's 2.5 Hz frame
+                          rate at SMALL size (128 FSQ dims x 4 levels, 640 bit/s + the header),
+                          trained on this repository's CPU (MODEL_CARD.md)
+    jepa-daam@small-12.5hz  known preset, no checkpoint: listed as skipped with the reason (NOT_SHIPPED)
     jepa-daam:PATH        any `JEPACodec.save` checkpoint (e.g. from `python -m jepa.train export`)
 
 The codec runs at 24 kHz. Encoding pads the input with zeros to whole hops plus one extra hop
@@ -24,13 +26,13 @@ from audiocore.device import resolve_device
 from audiocore.hashing import file_sha256
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "jepa" / "checkpoints"
-SHIPPED: dict[str, Path] = {"small-50hz": CHECKPOINT_DIR / "jepa_daam_small-50hz.safetensors"}
+SHIPPED: dict[str, Path] = {"small-50hz": CHECKPOINT_DIR / "jepa_daam_small-50hz.safetensors",
+                            "small": CHECKPOINT_DIR / "jepa_daam_small.safetensors"}
 """Setting -> shipped checkpoint (each one is tested to depend on its input: tests/test_shipped_checkpoints.py)."""
 NOT_SHIPPED: dict[str, str] = {
-    "small": "the 2.5 Hz SMALL model is not shipped in this release: its stage 2 did not get enough steps on the "
-             "shared 2-core CPU to pass the input-dependence test (the first release's checkpoint was collapsed, "
-             "see jepa/checkpoints/MODEL_CARD.md); train one with `python -m jepa.train` (docs/training.md) and "
-             "use jepa-daam:PATH",
+    "small-12.5hz": "the 12.5 Hz preset is not trained in this release (the shared 2-core CPU's time went to the "
+                    "2.5 Hz and 50 Hz models); train it with `python -m jepa.train --config small-12.5hz` "
+                    "(docs/training.md) and use jepa-daam:PATH",
 }
 """Settings the registry knows but has no trustworthy checkpoint for, with the reason (`--codecs all` lists them as skipped)."""
 
