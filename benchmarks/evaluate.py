@@ -287,11 +287,7 @@ class Runner:
 
     def base_row(self, codec: Codec, utt: Any) -> dict[str, Any]:
         """Identity columns shared by ok and error rows."""
-        return {
-            "codec": codec.name, "utt_id": utt.id, "set": utt.set, "path": str(utt.path),
-            "duration_s": utt.duration_s, "codec_sample_rate": int(codec.sample_rate),
-            "code_version": self.version.label,
-        }
+        return identity_columns(codec.name, utt, self.version.label, codec.sample_rate)
 
     def evaluate(self, codec: Codec, src: Source) -> dict[str, Any]:
         """The results row of ``src`` through ``codec`` (status ok or error; never raises Exception)."""
@@ -357,13 +353,29 @@ class Runner:
         if isinstance(exc, store.CacheError):
             stage = "cache"
         message = " ".join(str(exc).split()) or type(exc).__name__
-        if str(utt.path) not in message:
-            message = f"{utt.path}: {message}"
-        row = self.base_row(codec, utt)
-        row.update(status="error", error=f"{message} [{stage}: {type(exc).__name__}]",
-                   error_stage=stage, error_type=type(exc).__name__, error_reason=failure_reason(exc, stage),
-                   error_transient=is_transient(exc))
-        return row
+        return {**self.base_row(codec, utt),
+                **error_columns(utt, message, stage=stage, error_type=type(exc).__name__,
+                                reason=failure_reason(exc, stage), transient=is_transient(exc))}
+
+
+def identity_columns(codec_name: str, utt: Any, version_label: str, sample_rate: int | None = None) -> dict[str, Any]:
+    """The columns naming a row: codec, utterance (id, set, path, manifest duration), the codec's
+    sample rate when known, and the code version."""
+    row = {"codec": codec_name, "utt_id": utt.id, "set": utt.set, "path": str(utt.path), "duration_s": utt.duration_s}
+    if sample_rate is not None:
+        row["codec_sample_rate"] = int(sample_rate)
+    row["code_version"] = version_label
+    return row
+
+
+def error_columns(utt: Any, message: str, *, stage: str, error_type: str, reason: str,
+                  transient: bool) -> dict[str, Any]:
+    """The columns of a ``status == "error"`` row: ``error`` is one line naming the file (prefixed
+    when ``message`` does not), the stage and the exception type."""
+    if str(utt.path) not in message:
+        message = f"{utt.path}: {message}"
+    return {"status": "error", "error": f"{message} [{stage}: {error_type}]", "error_stage": stage,
+            "error_type": error_type, "error_reason": reason, "error_transient": transient}
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from audiocore.codec import Codec
 from benchmarks import store
 from benchmarks.components import RunParts, build_codecs, build_parts
-from benchmarks.evaluate import Runner, load_source
+from benchmarks.evaluate import Runner, error_columns, identity_columns, load_source
 from benchmarks.provenance import CodeVersion
 from benchmarks.runconfig import EVAL_THREADS, SEED, RunConfig
 from metrics import speed
@@ -61,7 +61,6 @@ class UnitResult:
         utt_id: the utterance.
         rows: one results row per codec of the unit (ok or error), in the unit's order.
         load_s: seconds spent reading and resampling the file.
-        wall_s: seconds the unit took in its worker.
         cache: counts of this unit's cache lookups (``hits``, ``misses``, ``invalid``) and the
             reasons of invalid entries (``invalid_reasons``).
         worker_ready_at: for the first unit of a worker, the wall-clock time (``time.time()``) at
@@ -72,7 +71,6 @@ class UnitResult:
     utt_id: str
     rows: list[dict[str, Any]]
     load_s: float = 0.0
-    wall_s: float = 0.0
     cache: dict[str, Any] = field(default_factory=dict)
     worker_ready_at: float | None = None
     peak_rss_mb: float | None = None
@@ -85,14 +83,13 @@ class WorkerSetup:
     Attributes:
         cfg: the run configuration.
         version: the driver's code version (cache keys and the ``code_version`` column).
-        codecs: names of the codecs to build; None: those of ``cfg.codecs`` (so workers can start
-            loading before the driver has built its own). Units name their codecs; one a worker
-            lacks gets error rows.
+
+    Workers build the codecs of ``cfg.codecs`` themselves, so they can start loading before the
+    driver has built its own. Units name their codecs; one a worker lacks gets error rows.
     """
 
     cfg: RunConfig
     version: CodeVersion
-    codecs: tuple[str, ...] | None = None
 
 
 @contextmanager
@@ -138,20 +135,9 @@ class Worker:
         self._ready_at: float | None = time.time()  # reported with the first unit
 
     def _rebuild(self, setup: WorkerSetup) -> list[Codec]:
-        """The run's codecs, built again (by name when the driver named them); one that fails here
-        gets error rows."""
-        if setup.codecs is None:
-            codecs, skipped = build_codecs(setup.cfg.codecs, setup.cfg.device, setup.cfg.weights_dir)
-            self.unavailable.update(dict(skipped))
-            return codecs
-        codecs = []
-        for name in setup.codecs:
-            try:
-                built, skipped = build_codecs(name, setup.cfg.device, setup.cfg.weights_dir)
-            except Exception as exc:  # e.g. a codec object the registry cannot rebuild by name
-                built, skipped = [], [(name, f"{type(exc).__name__}: {exc}")]
-            codecs += built
-            self.unavailable.update({spec: reason for spec, reason in skipped})
+        """The run's codecs, built again from ``cfg.codecs``; one that fails here gets error rows."""
+        codecs, skipped = build_codecs(setup.cfg.codecs, setup.cfg.device, setup.cfg.weights_dir)
+        self.unavailable.update(dict(skipped))
         return codecs
 
     def _cache_counts(self) -> dict[str, Any]:
@@ -194,17 +180,15 @@ class Worker:
         cache["invalid_reasons"] = after["invalid_reasons"][len(before["invalid_reasons"]):]
         order = {name: i for i, name in enumerate(unit.codecs)}
         rows.sort(key=lambda r: order.get(r["codec"], len(order)))
-        return UnitResult(unit.utt.id, rows, load_s=load_s, wall_s=time.perf_counter() - t0, cache=cache)
+        return UnitResult(unit.utt.id, rows, load_s=load_s, cache=cache)
 
 
 def unit_error_rows(version: CodeVersion, utt: Any, names: Sequence[str], message: str, *, stage: str,
                     error_type: str, reason: str, transient: bool) -> list[dict[str, Any]]:
     """Error rows of codecs ``names`` on ``utt`` for a failure outside the codec and metrics (a
-    codec the worker could not build, a worker that died); same columns as ``Runner.error_row``."""
-    return [{"codec": name, "utt_id": utt.id, "set": utt.set, "path": str(utt.path), "duration_s": utt.duration_s,
-             "code_version": version.label, "status": "error", "error": f"{utt.path}: {message} [{stage}: {error_type}]",
-             "error_stage": stage, "error_type": error_type, "error_reason": reason, "error_transient": transient}
-            for name in names]
+    codec the worker could not build, a worker that died); the columns of ``Runner.error_row``."""
+    errors = error_columns(utt, message, stage=stage, error_type=error_type, reason=reason, transient=transient)
+    return [{**identity_columns(name, utt, version.label), **errors} for name in names]
 
 
 def crash_rows(version: CodeVersion, unit: WorkUnit) -> list[dict[str, Any]]:
@@ -296,7 +280,6 @@ class ProcessExecutor:
             pool.submit(_ready)
 
     def map_units(self, units: Iterable[WorkUnit]) -> Iterator[UnitResult]:
-        pending: deque[WorkUnit] = deque()
         suspects: deque[WorkUnit] = deque()  # units in flight when a worker died: one at a time
         source = iter(units)
         pool = self._pool or self._new_pool()
@@ -304,7 +287,7 @@ class ProcessExecutor:
         while True:
             limit = 1 if suspects else 2 * self.workers
             while len(inflight) < limit:
-                unit = suspects.popleft() if suspects else (pending.popleft() if pending else next(source, None))
+                unit = suspects.popleft() if suspects else next(source, None)
                 if unit is None:
                     break
                 inflight[pool.submit(_run_in_process, unit)] = unit

@@ -37,9 +37,6 @@ class _RayWorker:
                                f"{setup.version.label}: install the same code on every node")
         self.worker = Worker(setup)
 
-    def ready(self) -> bool:
-        return True
-
     def run(self, unit: WorkUnit) -> UnitResult:
         return self.worker.run(unit)
 
