@@ -7,7 +7,7 @@ Four tables (Markdown ``paper_tables.md`` and LaTeX ``paper_tables.tex``):
     printed counts. Weight-normed layers count their effective weight (``audiocore.params.count_parameters``).
 (b) **Frame rate and tokens/s** measured in a benchmark run (``--run``) and derived from the PAPER
     config, beside the rates the JEPA-DAAM paper quotes for itself and other codecs.
-(c) **Stage-1 loss with and without DAAM** from ``results/ablation/ablation.csv`` (``jepa.ablation``,
+(c) **Stage-1 loss with and without DAAM** from ``results/ablation/ablation.csv`` (``benchmarks.ablation``,
     SMALL config, few steps) beside the paper's 0.09 / 0.17 (PAPER config, 24k steps).
 (d) **Reconstruction**: measured rows of the run beside the published rows of Protocol A
     (X-codec2 / Llasa Table 1) and Protocol B (FocalCodec Table 2), protocol differences stated.
@@ -190,7 +190,7 @@ def loss_table(published: pd.DataFrame, ablation_csv: Path = ABLATION_CSV) -> Ta
                      "steps": "24000", "final loss": r.value, "mean of last steps": "–"})
     notes = ["Published: read off the paper's loss curves (≈ values), PAPER model, LibriLight, leaky latent masking."]
     if not ablation_csv.is_file():
-        notes.append(f"No measured rows: {ablation_csv} not found (run `python -m jepa.ablation`).")
+        notes.append(f"No measured rows: {ablation_csv} not found (run `python -m benchmarks.ablation`).")
     else:
         measured = pd.read_csv(ablation_csv)
         if "source" in measured.columns:
@@ -398,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, default=None, help="benchmark run directory (results.jsonl) for measured rows")
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the run directory, else runs/paper_tables)")
     parser.add_argument("--published", type=Path, default=PUBLISHED_CSV, help="published numbers CSV")
-    parser.add_argument("--ablation", type=Path, default=ABLATION_CSV, help="stage-1 ablation CSV from jepa.ablation")
+    parser.add_argument("--ablation", type=Path, default=ABLATION_CSV, help="ablation CSV from benchmarks.ablation")
     parser.add_argument("--measure", metavar="CODECS", default=None,
                         help="also run --protocol A and B on these codecs when their models are present or "
                              "downloadable (HuBERT-large CTC, WavLM-SV, UTMOS); their tables then use those runs")

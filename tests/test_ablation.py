@@ -1,5 +1,6 @@
-"""`python -m jepa.ablation` end to end on a tiny configuration: two 3-step stage-1 runs (DAAM on
-and off) on three real training utterances, then the table, the Markdown copy and the plots.
+"""`python -m benchmarks.ablation` end to end on a tiny configuration: two 3-step stage-1 runs (DAAM
+on and off) on three real training utterances, two stage-2 steps of each, both exported codecs
+through the benchmark runner on two eval utterances, then the table, the Markdown copy and the plots.
 
 The measured numbers in the table are checked against the runs' own per-step logs (read here
 with the csv module, independently of jepa.train.read_log); the paper's values must appear only
@@ -14,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from jepa import ablation
+from benchmarks import ablation
 from jepa.config import config_to_dict
 from helpers import manifest_subset
 from test_train import TINY
 
-STEPS, LAST_K = 3, 2
+STEPS, LAST_K, STAGE2_STEPS = 3, 2, 2
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
@@ -38,7 +39,8 @@ def ablation_out(eval_manifest, tmp_path_factory) -> tuple[Path, Path]:
     assert ablation.main(["--steps", str(STEPS), "--config", str(cfg), "--data", str(train), "--eval-data",
                           str(held_out), "--eval-clips", "3", "--runs", str(runs), "--out", str(out), "--seed", "0",
                           "--batch-size", "2", "--crop-seconds", "1.6", "--threads", "1", "--jobs", "2",
-                          "--device", "cpu", "--save-every", "2", "--last-k", str(LAST_K)]) == 0
+                          "--device", "cpu", "--save-every", "2", "--last-k", str(LAST_K),
+                          "--stage2-steps", str(STAGE2_STEPS), "--eval-limit", "2", "--no-asr"]) == 0
     return out, runs
 
 
@@ -77,8 +79,30 @@ def test_published_rows_are_labelled_published(ablation_out):
     assert all("paper" in r["run"] and r["config"] == "paper" for r in published)
     assert {r["source"] for r in rows} == {"measured", "published"} and len(rows) == 5
     md = (out / "ablation.md").read_text(encoding="utf-8").splitlines()
-    assert len(md) == 2 + len(rows)
     assert sum("| published |" in line for line in md) == 2
+    assert sum(line.startswith("| JEPA") for line in md) == 4 + 2  # 4 stage-1 rows, 2 codec-quality rows
+
+
+def test_codec_quality_comes_from_the_benchmark_run(ablation_out):
+    """Each arm's quality columns are its row in the evaluation run's summary.csv; only measured
+    arms have them, and the stage-2 runs hold the requested steps."""
+    out, runs = ablation_out
+    rows = _csv_rows(out / "ablation.csv")
+    summary = {r["codec"]: r for r in _csv_rows(runs / "eval" / "summary.csv")}
+    for v in ablation.VARIANTS:
+        row = next(r for r in rows if r["run"] == ablation.run_label(v, TINY))
+        s = summary[f"jepa-daam:{runs / (v.name + '.safetensors')}"]
+        assert float(row["stoi"]) == pytest.approx(float(s["stoi_mean"]), rel=1e-3)
+        assert float(row["pesq_wb_ci_high"]) == pytest.approx(float(s["pesq_wb_ci_high"]), rel=1e-3)
+        assert float(row["n_utts"]) == 2 and int(float(row["stage2_steps"])) == STAGE2_STEPS
+        assert math.isnan(float(row["wer_corpus"]))  # --no-asr: NaN, not a default
+        log = _csv_rows(runs / f"{v.name}_stage2" / "log.csv")
+        assert [int(r["step"]) for r in log] == list(range(1, STAGE2_STEPS + 1))
+        assert all(r["gan_active"] == "0" for r in log)  # reconstruction losses only, same recipe for both arms
+        assert (out / f"{v.name}_stage2_log.csv").read_bytes() == (runs / f"{v.name}_stage2" / "log.csv").read_bytes()
+    for r in rows:
+        if r["run"] not in {ablation.run_label(v, TINY) for v in ablation.VARIANTS}:
+            assert math.isnan(float(r["stoi"]))
 
 
 def test_plots_are_nonempty_png_and_pdf(ablation_out):

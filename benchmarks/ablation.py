@@ -1,27 +1,33 @@
-"""The paper's only quantitative claim, at SMALL scale: stage-1 loss with and without DAAM.
+"""The paper's DAAM ablation, both stages: stage-1 loss and codec quality with and without DAAM.
 
 The paper (arXiv:2512.07168, paper-spec §11) reports a stage-1 masked-prediction MSE of about
 0.09 with DAAM versus about 0.17 without, after 24k steps of the PAPER model on LibriLight, with
 the leaky "latent" context masking. This command trains a configuration (`--config`, default SMALL)
 twice, DAAM on and off, with the same seed, data, crops, masks and step count (the two runs
-differ only in `model.use_daam`; their configs are written to `RUNS/<run>.config.json`), and
-writes
+differ only in `model.use_daam`; their configs are written to `RUNS/<run>.config.json`). With
+`--stage2-steps N` (N > 0) each arm then gets N stage-2 steps from its own stage-1 encoder
+(reconstruction losses only: the discriminators never start, so both arms get the same recipe),
+is exported to `RUNS/<run>.safetensors` and evaluated as a codec by the benchmark runner on
+`--eval-data` (STOI, ESTOI, PESQ, mel distance, WER with bootstrap CIs). It writes
 
 * `OUT/ablation.csv`: one row per run (final loss, mean of the last k steps, steps, wall time,
-  and two collapse diagnostics of the trained online encoder on held-out clips, see
-  `representation_diagnostics`), a row for the untrained encoder, and the paper's published
-  rows labelled `published`;
-* `OUT/ablation.md`: the same as a Markdown table;
+  the collapse monitor's lowest between-clip std during training, two collapse diagnostics of
+  the trained online encoder on held-out clips, see `representation_diagnostics`, and the codec
+  quality columns), a row for the untrained encoder, and the paper's published rows labelled
+  `published`;
+* `OUT/ablation.md`: the same as Markdown tables (stage 1; codec quality);
 * `OUT/loss_curves.png` / `.pdf`: both loss curves (raw and moving average);
-* `OUT/<run>_log.csv`: the per-step training logs the table and plot come from.
+* `OUT/<run>_log.csv` (and `OUT/<run>_stage2_log.csv`): the per-step training logs.
 
 Usage::
 
-    python -m jepa.ablation --steps 120 --out results/ablation --data ../shared/data/train/manifest.tsv
+    python -m benchmarks.ablation --config small-50hz --steps 400 --stage2-steps 400 \\
+        --out results/ablation --data ../shared/data/train/manifest.tsv
 
-Each run is `python -m jepa.train stage1` (of this same package) in a subprocess with its run folder under `--runs`
-(default `runs/ablation/`); an existing run folder is resumed (a finished one is reused as is),
-so the command is restartable. `--jobs 2` trains both runs at once.
+Each run is `python -m jepa.train` (of this same checkout) in a subprocess with its run folder
+under `--runs` (default `runs/ablation/`); an existing run folder is resumed (a finished one is
+reused as is) and the evaluation resumes from its results, so the command is restartable.
+`--jobs 2` trains both arms at once.
 """
 from __future__ import annotations
 
@@ -93,7 +99,7 @@ def write_variant_configs(base: JEPADAAMConfig, runs: Path) -> dict[str, Path]:
     return paths
 
 
-def train_command(v: Variant, config_path: Path, args: argparse.Namespace) -> list[str]:
+def stage1_command(v: Variant, config_path: Path, args: argparse.Namespace) -> list[str]:
     """The `jepa.train stage1` command line of one variant (resumes an existing run folder)."""
     run = Path(args.runs) / v.name
     cmd = [sys.executable, "-m", "jepa.train", "stage1", "--config", str(config_path), "--data", str(args.data),
@@ -109,26 +115,42 @@ def train_command(v: Variant, config_path: Path, args: argparse.Namespace) -> li
     return cmd
 
 
-def run_variants(base: JEPADAAMConfig, args: argparse.Namespace) -> None:
-    """Train every variant of `base` (at most `args.jobs` at a time); raise if one fails.
+def stage2_run(v: Variant, args: argparse.Namespace) -> Path:
+    """The stage-2 run folder of one variant."""
+    return Path(args.runs) / f"{v.name}_stage2"
 
-    The subprocesses import this same `jepa` package (its folder leads PYTHONPATH), whatever
+
+def stage2_command(v: Variant, config_path: Path, args: argparse.Namespace) -> list[str]:
+    """The `jepa.train stage2` command line of one variant: `--stage2-steps` steps from the arm's own
+    stage-1 checkpoint, reconstruction losses only (the discriminators start after the last step)."""
+    run = stage2_run(v, args)
+    cmd = [sys.executable, "-m", "jepa.train", "stage2", "--config", str(config_path), "--data", str(args.data),
+           "--out", str(run), "--init-from", str(Path(args.runs) / v.name / CHECKPOINT_NAME),
+           "--steps", str(args.stage2_steps), "--disc-start-step", str(args.stage2_steps), "--seed", str(args.seed),
+           "--save-every", str(args.save_every), "--threads", str(args.threads), "--device", args.device,
+           "--no-progress", "--monitor-data", str(args.eval_data)]
+    if (run / CHECKPOINT_NAME).is_file():
+        cmd.append("--resume")
+    return cmd
+
+
+def run_commands(commands: list[tuple[Variant, list[str], Path]], jobs: int) -> None:
+    """Run `(variant, command line, log file)` subprocesses, at most `jobs` at a time; raise if one fails.
+
+    The subprocesses import this same checkout's `jepa` (its folder leads PYTHONPATH), whatever
     the working directory or installed copy.
     """
-    configs = write_variant_configs(base, Path(args.runs))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT),
                                                                       os.environ.get("PYTHONPATH")]))}
-    pending = list(VARIANTS)
+    pending = list(commands)
     running: list[tuple[Variant, subprocess.Popen, Path]] = []
     while pending or running:
-        while pending and len(running) < args.jobs:
-            v = pending.pop(0)
-            log_path = Path(args.runs) / f"{v.name}.log"
-            cmd = train_command(v, configs[v.name], args)
+        while pending and len(running) < jobs:
+            v, cmd, log_path = pending.pop(0)
             print("running:", " ".join(cmd), flush=True)
             with open(log_path, "a", encoding="utf-8") as f:
                 running.append((v, subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env), log_path))
-        time.sleep(2.0)
+        time.sleep(1.0)
         for item in list(running):
             v, proc, log_path = item
             if proc.poll() is not None:
@@ -138,6 +160,70 @@ def run_variants(base: JEPADAAMConfig, args: argparse.Namespace) -> None:
                                        f"output no longer depends on the audio); see {log_path}")
                 if proc.returncode != 0:
                     raise RuntimeError(f"ablation run {v.name} failed (exit {proc.returncode}); see {log_path}")
+
+
+def run_variants(base: JEPADAAMConfig, args: argparse.Namespace) -> None:
+    """Stage 1 of every variant of `base`, then (with `--stage2-steps`) stage 2 and the export."""
+    from jepa.train.export import export_codec
+
+    runs = Path(args.runs)
+    configs = write_variant_configs(base, runs)
+    run_commands([(v, stage1_command(v, configs[v.name], args), runs / f"{v.name}.log") for v in VARIANTS],
+                 args.jobs)
+    if args.stage2_steps == 0:
+        return
+    run_commands([(v, stage2_command(v, configs[v.name], args), runs / f"{v.name}_stage2.log") for v in VARIANTS],
+                 args.jobs)
+    for v in VARIANTS:
+        ckpt, out = stage2_run(v, args) / CHECKPOINT_NAME, codec_path(v, args)
+        if not out.is_file() or out.stat().st_mtime < ckpt.stat().st_mtime:
+            export_codec(ckpt, out)
+
+
+def codec_path(v: Variant, args: argparse.Namespace) -> Path:
+    """Where a variant's exported codec (stage 2) is written."""
+    return Path(args.runs) / f"{v.name}.safetensors"
+
+
+QUALITY_COLUMNS = ("bitrate_measured", "stoi", "estoi", "pesq_wb", "mel_distance")
+"""Summary statistics (mean with 95 % bootstrap CI) copied from the benchmark run into the table."""
+
+
+def evaluate_codecs(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Each arm's exported codec through the benchmark runner on `--eval-data`.
+
+    Returns {variant name: {column: value}} with `<metric>`, `<metric>_ci_low`, `<metric>_ci_high`
+    for QUALITY_COLUMNS (bitrate in bit/s), `wer_corpus` (+ CI; NaN with `--no-asr`) and `n_utts`.
+    The run folder is `RUNS/eval` (resumed; its report.html has the listening grid).
+    """
+    import pandas as pd
+
+    from benchmarks.report import SUMMARY_STEM
+    from benchmarks.run import parse_args
+    from benchmarks.runner import run_benchmark
+
+    specs = {v.name: f"jepa-daam:{codec_path(v, args)}" for v in VARIANTS}
+    out = Path(args.runs) / "eval"
+    argv = ["--codecs", ",".join(specs.values()), "--data", str(args.eval_data), "--out", str(out),
+            "--no-perceptual", "--jobs", str(args.jobs), "--device", args.device, "--listen", "2"]
+    if args.eval_limit is not None:
+        argv += ["--limit", str(args.eval_limit)]
+    if args.no_asr:
+        argv.append("--no-asr")
+    run_benchmark(parse_args(argv))
+    summary = pd.read_csv(out / f"{SUMMARY_STEM}.csv").set_index("codec")
+    results = {}
+    for name, spec in specs.items():
+        if spec not in summary.index:
+            raise RuntimeError(f"the evaluation of {spec} wrote no summary row; see {out}")
+        row = summary.loc[spec]
+        cols = {"n_utts": float(row["n_ok"])}
+        for c in QUALITY_COLUMNS:
+            cols.update({c: row[f"{c}_mean"], f"{c}_ci_low": row[f"{c}_ci_low"], f"{c}_ci_high": row[f"{c}_ci_high"]})
+        for suffix in ("", "_ci_low", "_ci_high"):
+            cols[f"wer_corpus{suffix}"] = float(row.get(f"wer_corpus{suffix}", float("nan")))
+        results[name] = {k: float(v) for k, v in cols.items()}
+    return results
 
 
 def _eval_clips(spec: str, n_clips: int, seconds: float) -> "torch.Tensor":
@@ -184,8 +270,35 @@ def representation_diagnostics(state: dict | None, clips: "torch.Tensor", model_
             "distinct_frames": distinct_codes(idx) / (idx.shape[0] * idx.shape[1])}
 
 
-def summarise(base: JEPADAAMConfig, args: argparse.Namespace) -> list[dict[str, object]]:
-    """Rows of the ablation table from the run folders (measured) plus the published values."""
+def _monitor_min(log: dict[str, np.ndarray]) -> float:
+    """Lowest between-clip std the collapse monitor logged during a run (NaN if it never ran)."""
+    values = log.get("mon_std", np.array([]))
+    values = values[np.isfinite(values)]
+    return float(values.min()) if values.size else float("nan")
+
+
+STAGE2_COLUMNS = ("stage2_steps", "stage2_monitor_min_std", "stage2_wall_minutes", "n_utts",
+                  *(f"{c}{s}" for c in (*QUALITY_COLUMNS, "wer_corpus") for s in ("", "_ci_low", "_ci_high")))
+
+
+def _stage2_columns(v: Variant, args: argparse.Namespace, quality: dict[str, dict[str, float]]) -> dict[str, float]:
+    """A variant's stage-2 training and codec quality columns (NaN without --stage2-steps)."""
+    nan = float("nan")
+    if args.stage2_steps == 0:
+        return dict.fromkeys(STAGE2_COLUMNS, nan)
+    run = stage2_run(v, args)
+    ckpt = load_checkpoint(run / CHECKPOINT_NAME)
+    if int(ckpt["step"]) != args.stage2_steps:
+        raise ValueError(f"run {run} holds {int(ckpt['step'])} stage-2 steps, expected {args.stage2_steps}")
+    return {"stage2_steps": float(ckpt["step"]), "stage2_monitor_min_std": _monitor_min(read_log(run / LOG_NAME)),
+            "stage2_wall_minutes": float(ckpt["wall_seconds"]) / 60.0, **quality[v.name]}
+
+
+def summarise(base: JEPADAAMConfig, args: argparse.Namespace,
+              quality: dict[str, dict[str, float]]) -> list[dict[str, object]]:
+    """Rows of the ablation table from the run folders (measured) plus the published values.
+
+    `quality`: `evaluate_codecs`'s result ({} without --stage2-steps)."""
     rows: list[dict[str, object]] = []
     model_cfgs = {}
     clips = _eval_clips(args.eval_data, args.eval_clips, args.crop_seconds or 4.0)
@@ -206,34 +319,58 @@ def summarise(base: JEPADAAMConfig, args: argparse.Namespace) -> list[dict[str, 
         rows.append({"run": run_label(v, base), "source": "measured", "use_daam": v.name == "daam", "steps": int(steps[-1]),
                      "final_loss": float(loss[-1]), f"mean_last_{args.last_k}": float(np.mean(loss[-k:])),
                      "std_last_k": float(np.std(loss[-k:])), "min_loss": float(np.min(loss)),
-                     **diag, "wall_minutes": float(ckpt["wall_seconds"]) / 60.0, "config": expected.name})
+                     "monitor_min_std": _monitor_min(data), **diag,
+                     "wall_minutes": float(ckpt["wall_seconds"]) / 60.0, "config": expected.name,
+                     **_stage2_columns(v, args, quality)})
     nan = float("nan")
     untrained = representation_diagnostics(None, clips, model_cfgs[VARIANTS[0].name])
     rows.append({"run": "untrained encoder (reference for the diagnostics)", "source": "measured",
                  "use_daam": True, "steps": 0, "final_loss": nan, f"mean_last_{args.last_k}": nan, "std_last_k": nan,
-                 "min_loss": nan, **untrained, "wall_minutes": nan,
-                 "config": variant_config(base, VARIANTS[0]).name})
+                 "min_loss": nan, "monitor_min_std": nan, **untrained, "wall_minutes": nan,
+                 "config": variant_config(base, VARIANTS[0]).name, **dict.fromkeys(STAGE2_COLUMNS, nan)})
     for label, value in PUBLISHED:
         rows.append({"run": label, "source": "published", "use_daam": "without" not in label, "steps": 24000,
                      "final_loss": value, f"mean_last_{args.last_k}": nan, "std_last_k": nan, "min_loss": nan,
-                     "between_clip_std": nan, "distinct_frames": nan, "wall_minutes": nan, "config": "paper"})
+                     "monitor_min_std": nan, "between_clip_std": nan, "distinct_frames": nan, "wall_minutes": nan,
+                     "config": "paper", **dict.fromkeys(STAGE2_COLUMNS, nan)})
     return rows
 
 
+def _cell(v: object) -> str:
+    if isinstance(v, float):
+        return "–" if np.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in body]
+
+
+def _with_ci(r: dict[str, object], col: str, scale: float = 1.0) -> str:
+    mean, low, high = (float(r[f"{col}{s}"]) * scale for s in ("", "_ci_low", "_ci_high"))
+    return "–" if np.isnan(mean) else f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+
+
 def write_table(rows: list[dict[str, object]], out: Path) -> None:
+    """`out/ablation.csv` (every column) and `out/ablation.md`: the stage-1 table, then (when stage 2
+    ran) the codec-quality table of the measured arms with 95 % bootstrap CIs."""
     cols = list(rows[0])
     with open(out / "ablation.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
-
-    def cell(v: object) -> str:
-        if isinstance(v, float):
-            return "–" if np.isnan(v) else f"{v:.4g}"
-        return str(v)
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r[c]) for c in cols) + " |" for r in rows]
+    stage1 = [c for c in cols if c not in STAGE2_COLUMNS]
+    lines = ["## Stage 1: masked-prediction loss and collapse diagnostics", ""]
+    lines += _markdown(stage1, [[_cell(r[c]) for c in stage1] for r in rows])
+    arms = [r for r in rows if np.isfinite(float(r["stage2_steps"]))]
+    if arms:
+        lines += ["", "## Codec quality after stage 2 (measured, mean [95 % bootstrap CI])", ""]
+        header = ["run", "stage-2 steps", "monitor min std", "kbit/s", "STOI", "ESTOI", "PESQ-WB",
+                  "mel distance", "WER (corpus)", "utterances"]
+        lines += _markdown(header, [[str(r["run"]), _cell(r["stage2_steps"]), _cell(r["stage2_monitor_min_std"]),
+                                     _cell(float(r["bitrate_measured"]) / 1000), _with_ci(r, "stoi"),
+                                     _with_ci(r, "estoi"), _with_ci(r, "pesq_wb"), _with_ci(r, "mel_distance"),
+                                     _with_ci(r, "wer_corpus"), _cell(r["n_utts"])] for r in arms])
     (out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
@@ -270,7 +407,7 @@ def plot_curves(base: JEPADAAMConfig, args: argparse.Namespace, out: Path) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jepa.ablation", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, required=True, help="stage-1 steps of each run")
     p.add_argument("--config", default="small",
                    help="the DAAM arm's config (preset name or YAML/JSON path); the other arm sets use_daam false")
@@ -278,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data/train/manifest.tsv"),
                    help="training data (manifest or folder)")
     p.add_argument("--eval-data", default=str(Path(__file__).resolve().parents[2] / "shared/data/eval/manifest.tsv"),
-                   help="held-out speech for the collapse diagnostics")
+                   help="held-out speech for the collapse monitor, the diagnostics and the codec evaluation")
     p.add_argument("--eval-clips", type=int, default=16, help="clips used by the diagnostics")
     p.add_argument("--runs", default="runs/ablation", help="run folders (checkpoints; resumed when present)")
     p.add_argument("--seed", type=int, default=0)
@@ -289,18 +426,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--save-every", type=int, default=50)
     p.add_argument("--last-k", type=int, default=20, help="steps averaged for the mean-of-last-k column")
+    p.add_argument("--stage2-steps", type=int, default=0,
+                   help="stage-2 steps of each arm, then its codec quality on --eval-data (default 0: stage 1 only)")
+    p.add_argument("--eval-limit", type=int, help="evaluate the codecs on at most N utterances (default: all)")
+    p.add_argument("--no-asr", action="store_true", help="no WER in the codec evaluation")
     args = p.parse_args(argv)
     if args.steps < 1 or args.last_k < 1 or args.jobs < 1:
         p.error("--steps, --last-k and --jobs must be >= 1")
+    if args.stage2_steps < 0 or (args.eval_limit is not None and args.eval_limit < 1):
+        p.error("--stage2-steps must be >= 0 and --eval-limit >= 1")
     base = get_config(args.config)
     variant_config(base, VARIANTS[0])  # fails early on a no-DAAM base config
     run_variants(base, args)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = summarise(base, args)
+    quality = evaluate_codecs(args) if args.stage2_steps else {}
+    rows = summarise(base, args, quality)
     write_table(rows, args.out)
     plot_curves(base, args, args.out)
     for v in VARIANTS:
         shutil.copyfile(Path(args.runs) / v.name / LOG_NAME, args.out / f"{v.name}_log.csv")
+        if args.stage2_steps:
+            shutil.copyfile(stage2_run(v, args) / LOG_NAME, args.out / f"{v.name}_stage2_log.csv")
     print((args.out / "ablation.md").read_text(encoding="utf-8"))
     return 0
 
