@@ -287,7 +287,7 @@ class Runner:
 
     def base_row(self, codec: Codec, utt: Any) -> dict[str, Any]:
         """Identity columns shared by ok and error rows."""
-        return identity_columns(codec.name, utt, self.version.label, codec.sample_rate)
+        return identity_columns(codec.name, utt, self.version.label, codec.sample_rate, codec_weights_hash(codec))
 
     def evaluate(self, codec: Codec, src: Source) -> dict[str, Any]:
         """The results row of ``src`` through ``codec`` (status ok or error; never raises Exception)."""
@@ -358,12 +358,15 @@ class Runner:
                                 reason=failure_reason(exc, stage), transient=is_transient(exc))}
 
 
-def identity_columns(codec_name: str, utt: Any, version_label: str, sample_rate: int | None = None) -> dict[str, Any]:
+def identity_columns(codec_name: str, utt: Any, version_label: str, sample_rate: int | None = None,
+                     weights_hash: str | None = None) -> dict[str, Any]:
     """The columns naming a row: codec, utterance (id, set, path, manifest duration), the codec's
-    sample rate when known, and the code version."""
+    sample rate and weights hash when known, and the code version."""
     row = {"codec": codec_name, "utt_id": utt.id, "set": utt.set, "path": str(utt.path), "duration_s": utt.duration_s}
     if sample_rate is not None:
         row["codec_sample_rate"] = int(sample_rate)
+    if weights_hash is not None:
+        row["weights_hash"] = weights_hash
     row["code_version"] = version_label
     return row
 

@@ -74,7 +74,7 @@ RESULTS_FILE = "results.jsonl"
 SUMMARY_STEM = "summary"
 
 #: Columns that identify a row or describe the input, never summarised as metrics.
-ID_COLUMNS = ("codec", "utt_id", "set", "path", "status", "error", "code_version")
+ID_COLUMNS = ("codec", "utt_id", "set", "path", "status", "error", "code_version", "weights_hash")
 #: Numeric columns that are not quality metrics: summarised in their own way or not at all.
 NON_METRIC_NUMERIC = frozenset(
     {"duration_s", "codec_sample_rate", "source_sample_rate", "n_streams", "n_frames", "encode_s", "decode_s",

@@ -18,7 +18,7 @@ import os
 import stat
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,11 +152,27 @@ def _progress(total: int) -> Any:
     return tqdm(total=total, unit="row", desc="benchmark", dynamic_ncols=True, disable=None, file=sys.stderr)
 
 
-def _this_version(rows: Iterable[Any], version: CodeVersion) -> list[Any]:
-    """The rows written by this ``code_version``: on resume every other row (ok or error) is
-    redone, so a run never mixes results of two code versions. The cache key holds the same
-    source digests, so changed code really recomputes and unchanged code hits the cache."""
-    return [row for row in rows if row.get("code_version") == version.label]
+def _this_version(rows: Iterable[Any], version: CodeVersion, weights: Mapping[str, str | None]) -> list[Any]:
+    """The rows written by this ``code_version`` with the codec weights of this run: on resume every
+    other row (ok or error) is redone, so a run never mixes results of two code versions, nor of
+    two checkpoints behind one spec (``jepa-daam:PATH`` retrained in place). The cache key holds
+    the same source digests and weights, so changed code or weights really recompute and
+    unchanged ones hit the cache.
+
+    Args:
+        weights: codec name -> its ``weights_hash`` now (None: the codec has no weights file).
+            A row without a ``weights_hash`` (an error row written where the weights were not
+            known, e.g. a worker crash) is kept if it is an error row.
+    """
+    def same_weights(row: Any) -> bool:
+        now = weights.get(row.get("codec"))
+        if now is None:
+            return True
+        if "weights_hash" not in row:
+            return row.get("status") == "error"
+        return row["weights_hash"] == now
+
+    return [row for row in rows if row.get("code_version") == version.label and same_weights(row)]
 
 
 def _row_complete(asr: AsrScorer | None, quality: QualityStage | None = None) -> Callable[[Any], bool]:
@@ -238,7 +254,9 @@ def _run_with(cfg: RunConfig, executor: Executor, parts: RunParts, utts: list[An
         store.atomic_write_json(cfg.out / store.MANIFEST_FILE, manifest)
 
         results = _prepare_results(cfg)
-        done = store.finished_keys(_this_version(store.load_rows(results), version), _row_complete(asr, quality)) \
+        weights = {c.name: provenance.codec_weights_hash(c) for c in codecs}
+        done = store.finished_keys(_this_version(store.load_rows(results), version, weights),
+                                   _row_complete(asr, quality)) \
             if cfg.resume else set()
         units, stats.resumed = unit_plan(utts, [c.name for c in codecs], checksums, done)
         cache_counts = _CacheCounts()

@@ -264,6 +264,43 @@ def test_rows_of_another_code_version_are_redone_on_resume(tmp_path, eval_rows) 
     assert rows[-1]["pesq_wb"] == row["pesq_wb"] != 1.0  # recomputed, not resumed from the stale row
 
 
+def _tiny_jepa_codec(path: Path, seed: int) -> Path:
+    """A small random JEPACodec checkpoint (different weights per seed) at `path`."""
+    import dataclasses
+
+    import torch
+
+    from jepa.codec import JEPACodec
+    from jepa.config import SMALL
+
+    cfg = dataclasses.replace(SMALL, name="tiny", model=dataclasses.replace(
+        SMALL.model, enc_channels=(4, 4, 4, 8, 8, 8), enc_resblocks=1, conformer_layers=1,
+        dec_channels=(16, 8, 8, 8, 4, 4), mrf_kernels=(3,)))
+    torch.manual_seed(seed)
+    JEPACodec(cfg).save(path)
+    return path
+
+
+def test_rows_of_other_weights_behind_the_same_spec_are_redone_on_resume(tmp_path, eval_rows) -> None:
+    """A checkpoint retrained in place (`jepa-daam:PATH`, same code) must not resume the old rows."""
+    ckpt = _tiny_jepa_codec(tmp_path / "model.safetensors", seed=0)
+    manifest = write_manifest(tmp_path, eval_rows, SHORT_IDS[:1])
+    args = ["--codecs", f"pcm,jepa-daam:{ckpt}", "--data", str(manifest), "--out", str(tmp_path / "run"),
+            "--cache-dir", str(tmp_path / "cache"), "--no-asr", "--no-perceptual", "--no-report", "--jobs", "1"]
+    assert call_main(args)[0] == 0
+    results = tmp_path / "run" / "results.jsonl"
+    first = {r["codec"]: r for r in map(json.loads, results.read_text().splitlines())}
+    assert call_main(args)[0] == 0  # same weights: everything resumed
+    assert len(results.read_text().splitlines()) == 2
+    _tiny_jepa_codec(ckpt, seed=1)  # retrained in place
+    assert call_main(args)[0] == 0
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [r["codec"] for r in rows[2:]] == [f"jepa-daam:{ckpt}"]  # only the changed codec is redone
+    old, new = first[f"jepa-daam:{ckpt}"], rows[2]
+    assert old["weights_hash"] != new["weights_hash"] and old["mel_distance"] != new["mel_distance"]
+    assert "weights_hash" not in first["pcm"]  # no weights file, no hash
+
+
 def test_weights_dir_is_passed_to_neural_codecs(tmp_path, eval_rows, monkeypatch) -> None:
     pytest.importorskip("transformers")
     monkeypatch.delenv("JEPA_DAAM_WEIGHTS", raising=False)
