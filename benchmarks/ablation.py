@@ -366,11 +366,11 @@ def write_table(rows: list[dict[str, object]], out: Path) -> None:
     if arms:
         lines += ["", "## Codec quality after stage 2 (measured, mean [95 % bootstrap CI])", ""]
         header = ["run", "stage-2 steps", "monitor min std", "kbit/s", "STOI", "ESTOI", "PESQ-WB",
-                  "mel distance", "WER (corpus)", "utterances"]
+                  "mel distance", "WER % (corpus)", "utterances"]
         lines += _markdown(header, [[str(r["run"]), _cell(r["stage2_steps"]), _cell(r["stage2_monitor_min_std"]),
                                      _cell(float(r["bitrate_measured"]) / 1000), _with_ci(r, "stoi"),
                                      _with_ci(r, "estoi"), _with_ci(r, "pesq_wb"), _with_ci(r, "mel_distance"),
-                                     _with_ci(r, "wer_corpus"), _cell(r["n_utts"])] for r in arms])
+                                     _with_ci(r, "wer_corpus", scale=100), _cell(r["n_utts"])] for r in arms])
     (out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 

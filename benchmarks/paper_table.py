@@ -183,7 +183,7 @@ def rate_table(published: pd.DataFrame, summary: pd.DataFrame | None) -> Table:
 # (c) stage-1 loss ablation
 # ----------------------------------------------------------------------------------------------
 def loss_table(published: pd.DataFrame, ablation_csv: Path = ABLATION_CSV) -> Table:
-    """(c) stage-1 masked-MSE with and without DAAM: our SMALL ablation beside the paper."""
+    """(c) stage-1 masked-MSE with and without DAAM: our CPU-sized ablation beside the paper."""
     rows = []
     for r in published[(published.source_id == JEPA_SOURCE) & (published.metric == "stage1_loss_final")].itertuples():
         rows.append({"Run": r.setting, "source": f"published ({JEPA_SOURCE})", "config": "PAPER",
@@ -202,7 +202,8 @@ def loss_table(published: pd.DataFrame, ablation_csv: Path = ABLATION_CSV) -> Ta
                          "final loss": fmt(_num(r.get("final_loss")), 4),
                          "mean of last steps": fmt(_num(r.get(mean_col)), 4) if mean_col else "–"})
         notes.append(f"Measured: {ablation_csv.relative_to(REPO_ROOT) if ablation_csv.is_relative_to(REPO_ROOT) else ablation_csv}"
-                     " (SMALL config, far fewer steps than the paper: compare the ratio, not the values).")
+                     " (the config column names the preset; far fewer steps than the paper and targets normalised per "
+                     "frame: compare the direction, not the values).")
     return Table("(c) Stage-1 loss with and without DAAM", pd.DataFrame(rows), notes)
 
 
