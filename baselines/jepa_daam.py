@@ -8,7 +8,9 @@ Specs:
     jepa-daam@small       `jepa/checkpoints/jepa_daam_small.safetensors`: the paper's 2.5 Hz frame
                           rate at SMALL size (128 FSQ dims x 4 levels, 640 bit/s + the header),
                           trained on this repository's CPU (MODEL_CARD.md)
-    jepa-daam@small-12.5hz  known preset, no checkpoint: listed as skipped with the reason (NOT_SHIPPED)
+    jepa-daam@small-12.5hz  `jepa/checkpoints/jepa_daam_small-12.5hz.safetensors`: 12.5 frames/s, 22 FSQ
+                          dims x 5 levels per frame (~640 bit/s + the header), trained on this CPU
+    jepa-daam@paper       known preset, no checkpoint: listed as skipped with the reason (NOT_SHIPPED)
     jepa-daam:PATH        any `JEPACodec.save` checkpoint (e.g. from `python -m jepa.train export`)
 
 The codec runs at 24 kHz. Encoding pads the input with zeros to whole hops plus one extra hop
@@ -27,12 +29,12 @@ from audiocore.hashing import file_sha256
 
 CHECKPOINT_DIR = Path(__file__).resolve().parents[1] / "jepa" / "checkpoints"
 SHIPPED: dict[str, Path] = {"small-50hz": CHECKPOINT_DIR / "jepa_daam_small-50hz.safetensors",
+                            "small-12.5hz": CHECKPOINT_DIR / "jepa_daam_small-12.5hz.safetensors",
                             "small": CHECKPOINT_DIR / "jepa_daam_small.safetensors"}
 """Setting -> shipped checkpoint (each one is tested to depend on its input: tests/test_shipped_checkpoints.py)."""
 NOT_SHIPPED: dict[str, str] = {
-    "small-12.5hz": "the 12.5 Hz preset is not trained in this release (the shared 2-core CPU's time went to the "
-                    "2.5 Hz and 50 Hz models); train it with `python -m jepa.train --config small-12.5hz` "
-                    "(docs/training.md) and use jepa-daam:PATH",
+    "paper": "the PAPER-size model (the published parameter counts) is not trained in this release: it needs a "
+             "GPU; train it with `python -m jepa.train --config paper` (docs/training.md) and use jepa-daam:PATH",
 }
 """Settings the registry knows but has no trustworthy checkpoint for, with the reason (`--codecs all` lists them as skipped)."""
 

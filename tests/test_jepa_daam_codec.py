@@ -35,9 +35,10 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_specs_and_bad_specs(tmp_path):
-    assert jepa_daam.specs() == ["jepa-daam@small-50hz", "jepa-daam@small", "jepa-daam@small-12.5hz"]
+    assert jepa_daam.specs() == ["jepa-daam@small-50hz", "jepa-daam@small-12.5hz", "jepa-daam@small",
+                                 "jepa-daam@paper"]
     with pytest.raises(CodecUnavailable, match="not trained"):
-        jepa_daam.build("jepa-daam@small-12.5hz")
+        jepa_daam.build("jepa-daam@paper")
     with pytest.raises(ValueError, match="jepa-daam@small-50hz"):
         jepa_daam.build("jepa-daam@large")
     with pytest.raises(CodecUnavailable, match="not found"):
