@@ -34,7 +34,8 @@ SHIPPED: dict[str, Path] = {"small-50hz": CHECKPOINT_DIR / "jepa_daam_small-50hz
 """Setting -> shipped checkpoint (each one is tested to depend on its input: tests/test_shipped_checkpoints.py)."""
 NOT_SHIPPED: dict[str, str] = {
     "paper": "the PAPER-size model (the published parameter counts) is not trained in this release: it needs a "
-             "GPU; train it with `python -m jepa.train --config paper` (docs/training.md) and use jepa-daam:PATH",
+             "GPU; train it with `python -m jepa.train stage1 --config paper ...`, then `stage2` and `export` "
+             "(docs/training.md), and use jepa-daam:PATH",
 }
 """Settings the registry knows but has no trustworthy checkpoint for, with the reason (`--codecs all` lists them as skipped)."""
 
