@@ -45,14 +45,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
+from benchmarks.tables import fmt, fmt_ci, to_markdown
 from jepa.config import JEPADAAMConfig, config_from_dict, config_to_dict, get_config
 from jepa.train import CHECKPOINT_NAME, EXIT_COLLAPSED, LOG_NAME, load_checkpoint, read_log
 
 if TYPE_CHECKING:
     import torch
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # the folder holding this `jepa` package
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # this checkout's root, which holds its `jepa` package
 
 PUBLISHED = (
     # (run, final loss) read off the paper's stage-1 curve after 24k steps (paper-spec §11).
@@ -185,19 +187,20 @@ def codec_path(v: Variant, args: argparse.Namespace) -> Path:
     return Path(args.runs) / f"{v.name}.safetensors"
 
 
-QUALITY_COLUMNS = ("bitrate_measured", "stoi", "estoi", "pesq_wb", "mel_distance")
-"""Summary statistics (mean with 95 % bootstrap CI) copied from the benchmark run into the table."""
+QUALITY_COLUMNS = tuple(f"{metric}{stat}" for metric in ("bitrate_measured", "stoi", "estoi", "pesq_wb", "mel_distance")
+                        for stat in ("_mean", "_ci_low", "_ci_high")) + ("wer_corpus", "wer_corpus_ci_low",
+                                                                        "wer_corpus_ci_high")
+"""Columns of the benchmark run's summary.csv copied, under the same names, into the table (means with
+95 % bootstrap CIs; WER pooled over the corpus)."""
 
 
 def evaluate_codecs(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     """Each arm's exported codec through the benchmark runner on `--eval-data`.
 
-    Returns {variant name: {column: value}} with `<metric>`, `<metric>_ci_low`, `<metric>_ci_high`
-    for QUALITY_COLUMNS (bitrate in bit/s), `wer_corpus` (+ CI; NaN with `--no-asr`) and `n_utts`.
+    Returns {variant name: {column: value}} for QUALITY_COLUMNS (bitrate in bit/s; the WER columns
+    NaN with `--no-asr`) and `n_utts`.
     The run folder is `RUNS/eval` (resumed; its report.html has the listening grid).
     """
-    import pandas as pd
-
     from benchmarks.report import SUMMARY_STEM
     from benchmarks.run import parse_args
     from benchmarks.runner import run_benchmark
@@ -217,12 +220,8 @@ def evaluate_codecs(args: argparse.Namespace) -> dict[str, dict[str, float]]:
         if spec not in summary.index:
             raise RuntimeError(f"the evaluation of {spec} wrote no summary row; see {out}")
         row = summary.loc[spec]
-        cols = {"n_utts": float(row["n_ok"])}
-        for c in QUALITY_COLUMNS:
-            cols.update({c: row[f"{c}_mean"], f"{c}_ci_low": row[f"{c}_ci_low"], f"{c}_ci_high": row[f"{c}_ci_high"]})
-        for suffix in ("", "_ci_low", "_ci_high"):
-            cols[f"wer_corpus{suffix}"] = float(row.get(f"wer_corpus{suffix}", float("nan")))
-        results[name] = {k: float(v) for k, v in cols.items()}
+        results[name] = {"n_utts": float(row["n_ok"]),
+                         **{c: float(row.get(c, float("nan"))) for c in QUALITY_COLUMNS}}
     return results
 
 
@@ -277,8 +276,7 @@ def _monitor_min(log: dict[str, np.ndarray]) -> float:
     return float(values.min()) if values.size else float("nan")
 
 
-STAGE2_COLUMNS = ("stage2_steps", "stage2_monitor_min_std", "stage2_wall_minutes", "n_utts",
-                  *(f"{c}{s}" for c in (*QUALITY_COLUMNS, "wer_corpus") for s in ("", "_ci_low", "_ci_high")))
+STAGE2_COLUMNS = ("stage2_steps", "stage2_monitor_min_std", "stage2_wall_minutes", "n_utts", *QUALITY_COLUMNS)
 
 
 def _stage2_columns(v: Variant, args: argparse.Namespace, quality: dict[str, dict[str, float]]) -> dict[str, float]:
@@ -322,17 +320,13 @@ def summarise(base: JEPADAAMConfig, args: argparse.Namespace,
                      "monitor_min_std": _monitor_min(data), **diag,
                      "wall_minutes": float(ckpt["wall_seconds"]) / 60.0, "config": expected.name,
                      **_stage2_columns(v, args, quality)})
-    nan = float("nan")
+    blank = dict.fromkeys(rows[0], float("nan"))  # the other rows: the measured columns, NaN unless known
     untrained = representation_diagnostics(None, clips, model_cfgs[VARIANTS[0].name])
-    rows.append({"run": "untrained encoder (reference for the diagnostics)", "source": "measured",
-                 "use_daam": True, "steps": 0, "final_loss": nan, f"mean_last_{args.last_k}": nan, "std_last_k": nan,
-                 "min_loss": nan, "monitor_min_std": nan, **untrained, "wall_minutes": nan,
-                 "config": variant_config(base, VARIANTS[0]).name, **dict.fromkeys(STAGE2_COLUMNS, nan)})
+    rows.append({**blank, "run": "untrained encoder (reference for the diagnostics)", "source": "measured",
+                 "use_daam": True, "steps": 0, **untrained, "config": variant_config(base, VARIANTS[0]).name})
     for label, value in PUBLISHED:
-        rows.append({"run": label, "source": "published", "use_daam": "without" not in label, "steps": 24000,
-                     "final_loss": value, f"mean_last_{args.last_k}": nan, "std_last_k": nan, "min_loss": nan,
-                     "monitor_min_std": nan, "between_clip_std": nan, "distinct_frames": nan, "wall_minutes": nan,
-                     "config": "paper", **dict.fromkeys(STAGE2_COLUMNS, nan)})
+        rows.append({**blank, "run": label, "source": "published", "use_daam": "without" not in label,
+                     "steps": 24000, "final_loss": value, "config": "paper"})
     return rows
 
 
@@ -340,15 +334,6 @@ def _cell(v: object) -> str:
     if isinstance(v, float):
         return "–" if np.isnan(v) else f"{v:.4g}"
     return str(v)
-
-
-def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in body]
-
-
-def _with_ci(r: dict[str, object], col: str, scale: float = 1.0) -> str:
-    mean, low, high = (float(r[f"{col}{s}"]) * scale for s in ("", "_ci_low", "_ci_high"))
-    return "–" if np.isnan(mean) else f"{mean:.3g} [{low:.3g}, {high:.3g}]"
 
 
 def write_table(rows: list[dict[str, object]], out: Path) -> None:
@@ -360,18 +345,21 @@ def write_table(rows: list[dict[str, object]], out: Path) -> None:
         w.writeheader()
         w.writerows({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()} for r in rows)
     stage1 = [c for c in cols if c not in STAGE2_COLUMNS]
-    lines = ["## Stage 1: masked-prediction loss and collapse diagnostics", ""]
-    lines += _markdown(stage1, [[_cell(r[c]) for c in stage1] for r in rows])
-    arms = [r for r in rows if np.isfinite(float(r["stage2_steps"]))]
+    text = "## Stage 1: masked-prediction loss and collapse diagnostics\n\n"
+    text += to_markdown(pd.DataFrame([[_cell(r[c]) for c in stage1] for r in rows], columns=stage1))
+    arms = [pd.Series(r) for r in rows if np.isfinite(float(r["stage2_steps"]))]
     if arms:
-        lines += ["", "## Codec quality after stage 2 (measured, mean [95 % bootstrap CI])", ""]
-        header = ["run", "stage-2 steps", "monitor min std", "kbit/s", "STOI", "ESTOI", "PESQ-WB",
-                  "mel distance", "WER % (corpus)", "utterances"]
-        lines += _markdown(header, [[str(r["run"]), _cell(r["stage2_steps"]), _cell(r["stage2_monitor_min_std"]),
-                                     _cell(float(r["bitrate_measured"]) / 1000), _with_ci(r, "stoi"),
-                                     _with_ci(r, "estoi"), _with_ci(r, "pesq_wb"), _with_ci(r, "mel_distance"),
-                                     _with_ci(r, "wer_corpus", scale=100), _cell(r["n_utts"])] for r in arms])
-    (out / "ablation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        text += "\n## Codec quality after stage 2 (measured, mean [95 % bootstrap CI])\n\n"
+        text += to_markdown(pd.DataFrame({
+            "run": [r["run"] for r in arms],
+            "stage-2 steps": [_cell(r["stage2_steps"]) for r in arms],
+            "monitor min std": [_cell(r["stage2_monitor_min_std"]) for r in arms],
+            "kbit/s": [fmt(r["bitrate_measured_mean"], 2, 1e-3) for r in arms],
+            **{header: [fmt_ci(r, key, decimals, scale) for r in arms] for key, header, decimals, scale in (
+                ("stoi", "STOI", 3, 1.0), ("estoi", "ESTOI", 3, 1.0), ("pesq_wb", "PESQ-WB", 2, 1.0),
+                ("mel_distance", "mel distance", 3, 1.0), ("wer_corpus", "WER % (corpus)", 1, 100.0))},
+            "utterances": [_cell(r["n_utts"]) for r in arms]}))
+    (out / "ablation.md").write_text(text, encoding="utf-8")
 
 
 def plot_curves(base: JEPADAAMConfig, args: argparse.Namespace, out: Path) -> None:
